@@ -1,0 +1,66 @@
+"""The `ocr-backend` command: validate settings, load the engine, serve with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from .settings import Settings, format_settings_error
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main() -> int:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for line in format_settings_error(exc).splitlines():
+            print(f"ocr-backend: {line}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+
+    # Imported after validation so a wrong setting is reported in well under a second.
+    from .api import create_app
+    from .engine import EngineError, OcrEngine, locate_weights, resolve_device
+
+    try:
+        if settings.workers == 1:
+            # Load here so the port opens only with a warm engine.
+            app: object = create_app(settings, engine=OcrEngine.load(settings))
+        else:
+            # Each worker loads its own engine; check what would stop them all first.
+            resolve_device(settings.device)
+            locate_weights(settings.lang_list, settings.model_dir, settings.model_download)
+            app = "ocr_backend.api:create_app_from_env"
+    except EngineError as exc:
+        print(f"ocr-backend: {exc}", file=sys.stderr)
+        return 1
+
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal
+    # into the handler it found. A stop that was asked for and done cleanly exits 0.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
+    uvicorn.run(
+        app,  # type: ignore[arg-type]
+        factory=settings.workers > 1,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

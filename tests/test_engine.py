@@ -1,0 +1,145 @@
+"""The real EasyOCR engine, with the bundled English weights, on images drawn here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from drawing import draw_page
+
+from ocr_backend.engine import (
+    DeviceUnavailable,
+    OcrEngine,
+    TextLine,
+    WeightsMissing,
+    locate_weights,
+    resolve_device,
+)
+from ocr_backend.settings import Settings
+
+try:
+    import torch
+
+    HAS_CUDA = torch.cuda.is_available()
+except ImportError:  # pragma: no cover - torch is a dependency
+    HAS_CUDA = False
+
+
+def contains(box: tuple, point: tuple[float, float]) -> bool:
+    xs = [x for x, _ in box]
+    ys = [y for _, y in box]
+    return min(xs) <= point[0] <= max(xs) and min(ys) <= point[1] <= max(ys)
+
+
+async def test_engine_reads_the_drawn_words_where_they_are(engine: OcrEngine):
+    image, drawn = draw_page(["HELLO WORLD", "Invoice 2024"])
+    lines = await engine.read(np.asarray(image))
+    assert [line.text for line in lines] == ["HELLO WORLD", "Invoice 2024"]
+    for line, expected in zip(lines, drawn, strict=True):
+        assert contains(line.polygon, expected.centre)
+        assert 0.5 < line.score <= 1.0
+
+
+def test_text_lines_are_plain_python_values(engine: OcrEngine):
+    image, _ = draw_page(["PLAIN"])
+    (line,) = engine.read_sync(np.asarray(image))
+    assert isinstance(line, TextLine)
+    assert type(line.score) is float and type(line.text) is str
+    assert len(line.polygon) == 4
+    assert all(type(c) is float for point in line.polygon for c in point)
+
+
+def test_a_blank_image_has_no_lines(engine: OcrEngine):
+    blank = np.full((200, 300, 3), 255, dtype=np.uint8)
+    assert engine.read_sync(blank) == []
+
+
+async def test_reads_run_in_the_pool_and_leave_the_event_loop_free(engine: OcrEngine):
+    image, _ = draw_page(["BUSY ENGINE"] * 6, font_size=48)
+    reading = asyncio.ensure_future(engine.read(np.asarray(image)))
+    started = time.perf_counter()
+    ticks = 0
+    while not reading.done():
+        await asyncio.sleep(0.01)
+        ticks += 1
+    elapsed = time.perf_counter() - started
+    assert (await reading)[0].text == "BUSY ENGINE"
+    # The loop woke up about every 10 ms while OCR ran: it was never blocked.
+    assert ticks >= elapsed / 0.05
+
+
+def test_english_weights_come_from_the_bundled_package(model_dir: Path):
+    found = locate_weights(["en"], model_dir, download=False)
+    assert set(found) == {"craft_mlt_25k.pth", "english_g2.pth"}
+    assert all("easyocr_en_models" in str(path) for path in found.values())
+
+
+def test_weights_in_model_dir_come_first(tmp_path: Path, model_dir: Path):
+    bundled = locate_weights(["en"], model_dir, download=False)
+    (tmp_path / "english_g2.pth").symlink_to(bundled["english_g2.pth"])
+    found = locate_weights(["en"], tmp_path, download=False)
+    assert found["english_g2.pth"] == tmp_path / "english_g2.pth"
+    assert found["craft_mlt_25k.pth"] == bundled["craft_mlt_25k.pth"]
+
+
+def test_missing_weights_name_file_language_and_both_fixes(tmp_path: Path):
+    with pytest.raises(WeightsMissing) as caught:
+        locate_weights(["mn", "en"], tmp_path, download=False)
+    message = str(caught.value)
+    assert "cyrillic_g2.pth" in message
+    assert "languages mn, en" in message
+    assert f"place cyrillic_g2.pth in {tmp_path}" in message
+    assert "set LANG_LIST=en" in message
+
+
+def test_default_languages_offline_stop_the_command_in_seconds(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k not in ("LANG_LIST", "DEVICE")}
+    env.update(MODEL_DIR=str(tmp_path), MODEL_DOWNLOAD="false", PORT="1")
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "ocr_backend"], env=env, capture_output=True, text=True, timeout=60
+    )
+    took = time.perf_counter() - started
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "ocr-backend: EasyOCR weights cyrillic_g2.pth (needed for languages mn, en)"
+    )
+    assert "set LANG_LIST=en" in last
+    assert "Traceback" not in result.stderr
+    assert took < 20
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA; the no-GPU refusal cannot be shown")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_an_explicit_gpu_without_cuda_is_refused_not_replaced_by_the_cpu(device: str):
+    with pytest.raises(DeviceUnavailable, match=f"DEVICE={device} but CUDA is not available"):
+        resolve_device(device)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
+def test_unset_device_takes_the_cpu_without_cuda():
+    assert resolve_device(None) == "cpu"
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU; CI has none")
+def test_unset_device_takes_the_first_gpu_and_reads_on_it(model_dir: Path):
+    assert resolve_device(None) == "cuda:0"
+    gpu = OcrEngine.load(Settings(lang_list="en", model_dir=model_dir, model_download=False))
+    try:
+        image, _ = draw_page(["GPU TEXT"])
+        assert [line.text for line in gpu.read_sync(np.asarray(image))] == ["GPU TEXT"]
+    finally:
+        gpu.close()
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU; CI has none")
+def test_a_gpu_index_past_the_last_is_refused():
+    with pytest.raises(DeviceUnavailable, match="use one of cuda:0"):
+        resolve_device(f"cuda:{torch.cuda.device_count()}")
