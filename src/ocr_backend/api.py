@@ -5,14 +5,21 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Body, FastAPI, HTTPException, Request
+from fastapi_offline import FastAPIOffline
 
 from . import __version__
 from .auth import BasicAuthMiddleware
 from .engine import OcrEngine
+from .examples import (
+    PREDICT_EXAMPLES,
+    PREDICT_RESPONSE_EXAMPLE,
+    SETUP_EXAMPLES,
+    WEBHOOK_EXAMPLES,
+)
 from .images import ImageFetcher, new_http_client
 from .labeling import LabelConfigError, OcrTargets, parse_label_config
 from .predictor import Predictor, model_version
@@ -22,11 +29,22 @@ from .schemas import (
     SetupRequest,
     SetupResponse,
     VersionsResponse,
+    WebhookRequest,
     WebhookResponse,
 )
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+API_DESCRIPTION = """
+Connect this service from Label Studio (*Project → Settings → Model*) to get
+OCR pre-annotations: one region per line of text, with its box or polygon,
+its label and the text read.
+
+Try **POST /predict** below: its example carries Label Studio's stock OCR
+template and an inline image of the word HELLO.
+"""
 
 
 def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
@@ -47,10 +65,12 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
                 if owned:
                     ocr.close()
 
-    app = FastAPI(
+    # The docs page's JavaScript and CSS are served from here, not a CDN: it works offline.
+    app = FastAPIOffline(
         title="ocr-backend",
         version=__version__,
         summary="Label Studio ML backend: OCR pre-annotations with EasyOCR",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -84,7 +104,10 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         }
 
     @app.post("/setup", summary="Label Studio connects a project", response_model=SetupResponse)
-    async def setup(body: SetupRequest, request: Request) -> SetupResponse:
+    async def setup(
+        body: Annotated[SetupRequest, Body(openapi_examples=SETUP_EXAMPLES)], request: Request
+    ) -> SetupResponse:
+        """Check that the project's label config can be served; answer the model version."""
         # Label Studio gives /setup 3 s: parse the config, never load anything.
         try:
             targets_for(body.label_config)
@@ -98,8 +121,16 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         summary="Pre-annotate tasks: one prediction per task, in task order",
         response_model=PredictResponse,
         response_model_exclude_none=True,
+        responses={200: {"content": {"application/json": {"example": PREDICT_RESPONSE_EXAMPLE}}}},
     )
-    async def predict(body: PredictRequest, request: Request) -> PredictResponse:
+    async def predict(
+        body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)], request: Request
+    ) -> PredictResponse:
+        """Read every line of text in each task's image: one region per line.
+
+        A task whose image cannot be fetched or decoded gets an empty result and
+        an `error`; the other tasks are not affected.
+        """
         config = body.label_config or request.app.state.label_configs.get(body.project)
         if not config:
             raise HTTPException(
@@ -119,7 +150,9 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         summary="Annotation events and training requests",
         response_model=WebhookResponse,
     )
-    async def webhook() -> WebhookResponse:
+    async def webhook(
+        body: Annotated[WebhookRequest, Body(openapi_examples=WEBHOOK_EXAMPLES)],
+    ) -> WebhookResponse:
         return WebhookResponse(
             status="ok", detail="EasyOCR is not trained by this backend; the event was ignored"
         )

@@ -70,6 +70,17 @@ class VersionsResponse(BaseModel):
     versions: list[str]
 
 
+class WebhookRequest(BaseModel):
+    """An annotation event or a training request; only acknowledged."""
+
+    model_config = ConfigDict(extra="allow")
+
+    action: str | None = Field(
+        default=None, description='e.g. "ANNOTATION_CREATED", "START_TRAINING"'
+    )
+    project: dict[str, Any] | None = None
+
+
 class WebhookResponse(BaseModel):
     status: str
     detail: str
