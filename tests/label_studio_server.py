@@ -44,6 +44,7 @@ class LabelStudioServer:
         self.legacy_key = "0123456789abcdef0123456789abcdef01234567"
         self.legacy_enabled = True
         self.storage_proxy = True
+        self.api_tokens_enabled = True  # the organisation's "personal access tokens" switch
         self.delay = 0.0  # seconds before answering an image, to provoke time-outs
         self.secret = b"label-studio-secret"
         self._ids = itertools.count(1)
@@ -99,6 +100,8 @@ class LabelStudioServer:
             return "legacy", None
         if keyword == "Bearer":
             expiry = self.access_tokens.get(value)
+            if not self.api_tokens_enabled:
+                return None, {"detail": "Authentication credentials were not provided."}
             if expiry is None or time.time() >= expiry:
                 return None, {
                     "detail": "Given token not valid for any token type",

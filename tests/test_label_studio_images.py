@@ -379,6 +379,16 @@ class TestErrors:
         )
         assert "Account & Settings > Personal Access Token" in message
 
+    async def test_personal_access_tokens_disabled_in_the_organisation(
+        self, settings, label_studio
+    ):
+        label_studio.api_tokens_enabled = False
+        pat = label_studio.personal_access_token
+        message = await self.fetch_error(settings, label_studio, "/data/upload/1/x.png", pat)
+        assert "refused the access token it gave for the personal access token in " in message
+        assert "personal access tokens may be disabled in this organisation" in message
+        assert label_studio.refreshes == 2  # the first exchange, and one more on the 401
+
     async def test_a_wrong_legacy_key(self, settings, label_studio):
         message = await self.fetch_error(settings, label_studio, "/data/upload/1/x.png", "f" * 40)
         assert (

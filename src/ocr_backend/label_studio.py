@@ -154,7 +154,9 @@ class LabelStudioImageFetcher(ImageFetcher):
             try:
                 return await self.get(url, auth=label_studio.auth)
             except ImageStatusError as exc:
-                if attempt == len(urls):
+                # A refused token is refused at the next URL too; anything else may be an
+                # older Label Studio, or one serving uploads through nginx, and worth a try.
+                if attempt == len(urls) or exc.status_code == 401:
                     raise refusal(exc, ref, path, task_id, label_studio) from None
             except LabelStudioError:
                 raise
