@@ -8,15 +8,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 
-from . import __version__
+from . import __version__, errors, metrics
+from .admission import AdmissionQueue, QueueFull, TooManyTasks
 from .auth import BasicAuthMiddleware
 from .engine import OcrEngine
 from .images import ImageFetcher, new_http_client
 from .labeling import LabelConfigError, OcrTargets, parse_label_config
+from .observe import ObservabilityMiddleware, current
 from .predictor import Predictor, model_version
 from .schemas import (
+    ErrorResponse,
     PredictRequest,
     PredictResponse,
     SetupRequest,
@@ -37,13 +40,22 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         owned = engine is None
         # Loading takes seconds: off the event loop, and done before the port serves.
         ocr = engine or await anyio.to_thread.run_sync(OcrEngine.load, settings)
-        async with new_http_client(settings.fetch_timeout) as client:
+        client = new_http_client(
+            settings.fetch_timeout, allow_private=settings.allow_private_networks
+        )
+        async with client:
             fetcher = ImageFetcher(client, max_bytes=settings.max_image_bytes)
             app.state.engine = ocr
             app.state.predictor = Predictor(ocr, fetcher, settings)
+            app.state.queue = AdmissionQueue(
+                settings.max_queue,
+                seconds_per_image=lambda: ocr.seconds_per_image,
+                threads=ocr.threads,
+            )
             try:
                 yield
             finally:
+                metrics.forget_this_process()
                 if owned:
                     ocr.close()
 
@@ -63,6 +75,9 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
             username=settings.basic_auth_user,
             password=settings.basic_auth_pass.get_secret_value(),
         )
+    # Outermost: 401s get a request id and a log line too.
+    app.add_middleware(ObservabilityMiddleware)
+    errors.install(app)
 
     def targets_for(config: str) -> OcrTargets:
         return parse_label_config(config, settings.label_mappings)
@@ -83,6 +98,16 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
             "model_version": version,
         }
 
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics, summed over all worker processes",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
     @app.post("/setup", summary="Label Studio connects a project", response_model=SetupResponse)
     async def setup(body: SetupRequest, request: Request) -> SetupResponse:
         # Label Studio gives /setup 3 s: parse the config, never load anything.
@@ -98,8 +123,14 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         summary="Pre-annotate tasks: one prediction per task, in task order",
         response_model=PredictResponse,
         response_model_exclude_none=True,
+        responses={
+            413: {"model": ErrorResponse, "description": "More tasks than MAX_QUEUE"},
+            503: {"model": ErrorResponse, "description": "The OCR queue is full; retry later"},
+        },
     )
     async def predict(body: PredictRequest, request: Request) -> PredictResponse:
+        context = current()
+        context.tasks = len(body.tasks)
         config = body.label_config or request.app.state.label_configs.get(body.project)
         if not config:
             raise HTTPException(
@@ -112,7 +143,19 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         except LabelConfigError as exc:
             raise HTTPException(status_code=422, detail=f"label_config: {exc}") from None
         predictor: Predictor = request.app.state.predictor
-        return PredictResponse(results=await predictor.predict(body.tasks, targets))
+        queue: AdmissionQueue = request.app.state.queue
+        try:
+            with queue.admit(len(body.tasks)):
+                results = await predictor.predict(body.tasks, targets)
+        except QueueFull as exc:
+            context.outcome = "queue full"
+            raise HTTPException(
+                status_code=503, detail=str(exc), headers={"Retry-After": str(exc.retry_after)}
+            ) from None
+        except TooManyTasks as exc:
+            raise HTTPException(status_code=413, detail=str(exc)) from None
+        context.failed = sum(1 for result in results if result.error)
+        return PredictResponse(results=results)
 
     @app.post(
         "/webhook",

@@ -73,3 +73,7 @@ class VersionsResponse(BaseModel):
 class WebhookResponse(BaseModel):
     status: str
     detail: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What went wrong and what to do about it.")
