@@ -31,6 +31,21 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+# /predict's 422: FastAPI's list of field errors, or one sentence about the label config.
+UNPROCESSABLE: dict[str, Any] = {
+    "description": "The body is not a predict request, or its label config cannot be served",
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/HTTPValidationError"},
+                    {"$ref": "#/components/schemas/ErrorResponse"},
+                ]
+            }
+        }
+    },
+}
+
 
 def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
     """Build the service. With no engine given, the lifespan loads one before serving."""
@@ -108,7 +123,12 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
-    @app.post("/setup", summary="Label Studio connects a project", response_model=SetupResponse)
+    @app.post(
+        "/setup",
+        summary="Label Studio connects a project",
+        response_model=SetupResponse,
+        responses={400: {"model": ErrorResponse, "description": "A config it cannot serve"}},
+    )
     async def setup(body: SetupRequest, request: Request) -> SetupResponse:
         # Label Studio gives /setup 3 s: parse the config, never load anything.
         try:
@@ -124,6 +144,8 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         response_model=PredictResponse,
         response_model_exclude_none=True,
         responses={
+            400: {"model": ErrorResponse, "description": "The body is not UTF-8 text"},
+            422: UNPROCESSABLE,
             413: {"model": ErrorResponse, "description": "More tasks than MAX_QUEUE"},
             503: {"model": ErrorResponse, "description": "The OCR queue is full; retry later"},
         },

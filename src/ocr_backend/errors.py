@@ -12,8 +12,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
 
 EXAMPLE_BODY = '{"tasks": [{"id": 1, "data": {"ocr": "https://..."}}], "label_config": "<View>..."}'
 
@@ -45,5 +47,21 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     )
 
 
+# What FastAPI says when the body is not even text (not UTF-8, broken form data).
+FASTAPI_UNPARSABLE = "There was an error parsing the body"
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 400 and exc.detail == FASTAPI_UNPARSABLE:
+        return JSONResponse(
+            status_code=400,
+            content={
+                "detail": f"The request body cannot be read: send UTF-8 JSON, e.g. {EXAMPLE_BODY}"
+            },
+        )
+    return await http_exception_handler(request, exc)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
