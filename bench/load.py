@@ -1,6 +1,6 @@
 """Load test: hundreds of concurrent /predict calls against the real service on 127.0.0.1.
 
-    python bench/load.py [--requests 600] [--concurrency 300] [--duration 60] [--max-queue 8]
+    python bench/load.py [--requests 100000] [--concurrency 300] [--duration 60] [--max-queue 8]
 
 Starts `python -m ocr_backend` (LANG_LIST=en, HOST=127.0.0.1, a free port),
 warms it up, then sends the requests through a bounded asyncio httpx client
@@ -245,7 +245,7 @@ def measure(service: Service, **load) -> LoadReport:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=600)
+    parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=300)
     parser.add_argument("--duration", type=float, default=60)
     parser.add_argument("--max-queue", type=int, default=8)
