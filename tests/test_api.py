@@ -275,7 +275,9 @@ class TestBasicAuth:
         with TestClient(create_app(secured, engine=engine)) as c:
             yield c
 
-    @pytest.mark.parametrize("path", ["/", "/health", "/versions", "/docs", "/openapi.json"])
+    @pytest.mark.parametrize(
+        "path", ["/", "/health", "/versions", "/docs", "/openapi.json", "/metrics"]
+    )
     def test_every_route_asks_for_credentials(self, guarded, path):
         response = guarded.get(path)
         assert response.status_code == 401

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 
 import uvicorn
 from pydantic import ValidationError
@@ -28,7 +31,20 @@ def main() -> int:
             print(f"ocr-backend: {line}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if settings.workers > 1:
+        # Before prometheus-client is first imported (by .api and .engine below): it
+        # decides then whether metrics are per process or shared through files. A fresh
+        # folder each start, since old files would add a previous run's counts.
+        metrics_dir = tempfile.mkdtemp(prefix="ocr-backend-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            return serve(settings)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return serve(settings)
 
+
+def serve(settings: Settings) -> int:
     # Imported after validation so a wrong setting is reported in well under a second.
     from .api import create_app
     from .engine import EngineError, OcrEngine, locate_weights, resolve_device
@@ -57,6 +73,7 @@ def main() -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
+        access_log=False,  # ocr_backend.requests logs each request, with its id
         timeout_graceful_shutdown=30,
     )
     return 0

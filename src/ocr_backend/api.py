@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import Body, FastAPI, HTTPException, Request
+from fastapi import Body, FastAPI, HTTPException, Request, Response
 from fastapi_offline import FastAPIOffline
 
-from . import __version__
+from . import __version__, errors, metrics
+from .admission import AdmissionQueue, QueueFull, TooManyTasks
 from .auth import BasicAuthMiddleware
 from .engine import OcrEngine
 from .examples import (
@@ -23,9 +24,11 @@ from .examples import (
 from .images import new_http_client
 from .label_studio import LabelStudioImageFetcher
 from .labeling import LabelConfigError, OcrTargets, parse_label_config
+from .observe import ObservabilityMiddleware, current
 from .predictor import Predictor, model_version
 from .projects import STORE_DIR, ProjectSetup, ProjectStore
 from .schemas import (
+    ErrorResponse,
     PredictRequest,
     PredictResponse,
     SetupRequest,
@@ -37,6 +40,21 @@ from .schemas import (
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+# /predict's 422: FastAPI's list of field errors, or one sentence about the label config.
+UNPROCESSABLE: dict[str, Any] = {
+    "description": "The body is not a predict request, or its label config cannot be served",
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/HTTPValidationError"},
+                    {"$ref": "#/components/schemas/ErrorResponse"},
+                ]
+            }
+        }
+    },
+}
 
 
 API_DESCRIPTION = """
@@ -57,16 +75,25 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         owned = engine is None
         # Loading takes seconds: off the event loop, and done before the port serves.
         ocr = engine or await anyio.to_thread.run_sync(OcrEngine.load, settings)
-        async with new_http_client(settings.fetch_timeout) as client:
+        client = new_http_client(
+            settings.fetch_timeout, allow_private=settings.allow_private_networks
+        )
+        async with client:
             fetcher = LabelStudioImageFetcher(
                 client, max_bytes=settings.max_image_bytes, settings=settings
             )
             app.state.engine = ocr
             app.state.label_studio_images = fetcher
             app.state.predictor = Predictor(ocr, fetcher, settings)
+            app.state.queue = AdmissionQueue(
+                settings.max_queue,
+                seconds_per_image=lambda: ocr.seconds_per_image,
+                threads=ocr.threads,
+            )
             try:
                 yield
             finally:
+                metrics.forget_this_process()
                 if owned:
                     ocr.close()
 
@@ -89,6 +116,9 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
             username=settings.basic_auth_user,
             password=settings.basic_auth_pass.get_secret_value(),
         )
+    # Outermost: 401s get a request id and a log line too.
+    app.add_middleware(ObservabilityMiddleware)
+    errors.install(app)
 
     def targets_for(config: str) -> OcrTargets:
         return parse_label_config(config, settings.label_mappings)
@@ -109,7 +139,22 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
             "model_version": version,
         }
 
-    @app.post("/setup", summary="Label Studio connects a project", response_model=SetupResponse)
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics, summed over all worker processes",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    @app.post(
+        "/setup",
+        summary="Label Studio connects a project",
+        response_model=SetupResponse,
+        responses={400: {"model": ErrorResponse, "description": "A config it cannot serve"}},
+    )
     async def setup(
         body: Annotated[SetupRequest, Body(openapi_examples=SETUP_EXAMPLES)], request: Request
     ) -> SetupResponse:
@@ -129,7 +174,13 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         summary="Pre-annotate tasks: one prediction per task, in task order",
         response_model=PredictResponse,
         response_model_exclude_none=True,
-        responses={200: {"content": {"application/json": {"example": PREDICT_RESPONSE_EXAMPLE}}}},
+        responses={
+            200: {"content": {"application/json": {"example": PREDICT_RESPONSE_EXAMPLE}}},
+            400: {"model": ErrorResponse, "description": "The body is not UTF-8 text"},
+            422: UNPROCESSABLE,
+            413: {"model": ErrorResponse, "description": "More tasks than MAX_QUEUE"},
+            503: {"model": ErrorResponse, "description": "The OCR queue is full; retry later"},
+        },
     )
     async def predict(
         body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)], request: Request
@@ -139,6 +190,8 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         A task whose image cannot be fetched or decoded gets an empty result and
         an `error`; the other tasks are not affected.
         """
+        context = current()
+        context.tasks = len(body.tasks)
         stored: ProjectSetup | None = request.app.state.projects.load(body.project)
         config = body.label_config or (stored.label_config if stored else None)
         if not config:
@@ -152,14 +205,28 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         except LabelConfigError as exc:
             raise HTTPException(status_code=422, detail=f"label_config: {exc}") from None
         predictor: Predictor = request.app.state.predictor
-        with request.app.state.label_studio_images.serving(stored):
-            results = await predictor.predict(body.tasks, targets)
+        queue: AdmissionQueue = request.app.state.queue
+        try:
+            with (
+                queue.admit(len(body.tasks)),
+                request.app.state.label_studio_images.serving(stored),
+            ):
+                results = await predictor.predict(body.tasks, targets)
+        except QueueFull as exc:
+            context.outcome = "queue full"
+            raise HTTPException(
+                status_code=503, detail=str(exc), headers={"Retry-After": str(exc.retry_after)}
+            ) from None
+        except TooManyTasks as exc:
+            raise HTTPException(status_code=413, detail=str(exc)) from None
+        context.failed = sum(1 for result in results if result.error)
         return PredictResponse(results=results)
 
     @app.post(
         "/webhook",
         summary="Annotation events and training requests",
         response_model=WebhookResponse,
+        responses={400: {"model": ErrorResponse, "description": "The body is not UTF-8 text"}},
     )
     async def webhook(
         body: Annotated[WebhookRequest, Body(openapi_examples=WEBHOOK_EXAMPLES)],

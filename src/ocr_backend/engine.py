@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .metrics import ENGINE_LOAD_SECONDS, OCR_SECONDS
 
 if TYPE_CHECKING:
     import easyocr
@@ -228,6 +231,8 @@ class OcrEngine:
         self.threads = threads
         self.height_ths = height_ths
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ocr")
+        # Recent seconds per image, for the queue's Retry-After estimate.
+        self.seconds_per_image = 1.0
 
     @classmethod
     def load(cls, settings: Settings) -> OcrEngine:
@@ -235,6 +240,7 @@ class OcrEngine:
         import easyocr
         import torch
 
+        started = time.perf_counter()
         device = resolve_device(settings.device)
         weights = locate_weights(settings.lang_list, settings.model_dir, settings.model_download)
         if device == "cpu":
@@ -254,12 +260,15 @@ class OcrEngine:
         warm_up = np.full((64, 256, 3), 255, dtype=np.uint8)
         warm_up[24:40, 32:224] = 0
         reader.readtext(warm_up)
+        took = time.perf_counter() - started
+        ENGINE_LOAD_SECONDS.set(took)
         log.info(
-            "EasyOCR %s loaded: languages %s on %s, %d thread(s)",
+            "EasyOCR %s loaded: languages %s on %s, %d thread(s), in %.1f s",
             easyocr.__version__,
             ",".join(settings.lang_list),
             device,
             settings.threads,
+            took,
         )
         return cls(
             reader,
@@ -271,7 +280,11 @@ class OcrEngine:
 
     def read_sync(self, image: np.ndarray) -> list[TextLine]:
         """Detect and read every line of text in an RGB image (blocking)."""
+        started = time.perf_counter()
         found = self.reader.readtext(image, height_ths=self.height_ths)
+        took = time.perf_counter() - started
+        OCR_SECONDS.observe(took)
+        self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * took
         return [_to_text_line(box, text, score) for box, text, score in found]
 
     async def read(self, image: np.ndarray) -> list[TextLine]:

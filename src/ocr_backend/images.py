@@ -16,6 +16,8 @@ import httpx
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .netguard import AddressRefused, GuardedTransport
+
 MAX_REDIRECTS = 5
 # Pillow's process-wide bomb guard is replaced by decode_image's MAX_IMAGE_PIXELS check,
 # which reads the header and refuses before any pixel is decoded.
@@ -23,7 +25,14 @@ Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageError(Exception):
-    """A task's image could not be had; the message is shown to the user."""
+    """A task's image could not be had; the message is shown to the user.
+
+    `reason` is a short fixed word for metrics (images failed by reason).
+    """
+
+    def __init__(self, message: str, *, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ImageFetchError(ImageError):
@@ -34,14 +43,15 @@ class ImageStatusError(ImageFetchError):
     """The server answered, but not with the image: its status and the start of its answer."""
 
     def __init__(self, message: str, *, status_code: int, detail: str = "", url: str = "") -> None:
-        super().__init__(message)
+        super().__init__(message, reason="http_status")
         self.status_code = status_code
         self.detail = detail
         self.url = url  # the URL that answered, after redirects
 
 
 class ImageDecodeError(ImageError):
-    pass
+    def __init__(self, message: str, *, reason: str = "decode") -> None:
+        super().__init__(message, reason=reason)
 
 
 def describe(ref: str, limit: int = 80) -> str:
@@ -54,13 +64,15 @@ def describe(ref: str, limit: int = 80) -> str:
 def decode_data_uri(ref: str) -> bytes:
     header, sep, payload = ref.partition(",")
     if not sep:
-        raise ImageFetchError("the data: URI has no ',' before its data")
+        raise ImageFetchError("the data: URI has no ',' before its data", reason="data_uri")
     try:
         if header.endswith(";base64"):
             return base64.b64decode(payload, validate=False)
         return unquote_to_bytes(payload)
     except (binascii.Error, ValueError) as exc:
-        raise ImageFetchError(f"the data: URI's base64 is broken ({exc})") from None
+        raise ImageFetchError(
+            f"the data: URI's base64 is broken ({exc})", reason="data_uri"
+        ) from None
 
 
 class ImageFetcher:
@@ -73,19 +85,22 @@ class ImageFetcher:
     async def fetch(self, ref: str, task_id: int | None = None) -> bytes:
         """The bytes of one task's image; `task_id` is for references that need their task."""
         if not isinstance(ref, str) or not ref.strip():
-            raise ImageFetchError(f"the image reference {ref!r} is empty or not a string")
+            raise ImageFetchError(
+                f"the image reference {ref!r} is empty or not a string", reason="reference"
+            )
         ref = ref.strip()
         if ref.startswith("data:"):
             data = decode_data_uri(ref)
             if len(data) > self.max_bytes:
-                raise ImageFetchError(self._too_big(ref))
+                raise ImageFetchError(self._too_big(ref), reason="too_large")
             return data
         scheme = urlsplit(ref).scheme.lower()
         if scheme in ("http", "https"):
             return await self.get(ref)
         raise ImageFetchError(
             f"cannot fetch image {describe(ref)}: the scheme {scheme + '://' if scheme else ''!r} "
-            "is not supported; use an http(s):// URL or a data: URI"
+            "is not supported; use an http(s):// URL or a data: URI",
+            reason="scheme",
         )
 
     async def get(
@@ -104,23 +119,30 @@ class ImageFetcher:
                     )
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                    raise ImageFetchError(self._too_big(url))
+                    raise ImageFetchError(self._too_big(url), reason="too_large")
                 chunks, size = [], 0
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > self.max_bytes:
-                        raise ImageFetchError(self._too_big(url))
+                        raise ImageFetchError(self._too_big(url), reason="too_large")
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.TooManyRedirects:
             raise ImageFetchError(
-                f"cannot fetch image {describe(url)}: more than {MAX_REDIRECTS} redirects"
+                f"cannot fetch image {describe(url)}: more than {MAX_REDIRECTS} redirects",
+                reason="redirects",
             ) from None
         except httpx.TimeoutException:
-            raise ImageFetchError(f"cannot fetch image {describe(url)}: timed out") from None
+            raise ImageFetchError(
+                f"cannot fetch image {describe(url)}: timed out", reason="timeout"
+            ) from None
         except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise ImageFetchError(f"cannot fetch image {describe(url)}: {reason}") from None
+            why = str(exc) or type(exc).__name__
+            refused = isinstance(exc.__cause__, AddressRefused)
+            raise ImageFetchError(
+                f"cannot fetch image {describe(url)}: {why}",
+                reason="address_refused" if refused else "connection",
+            ) from None
 
     def _too_big(self, ref: str) -> str:
         return (
@@ -145,12 +167,14 @@ async def error_detail(response: httpx.Response, limit: int = 2000) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def new_http_client(timeout: float) -> httpx.AsyncClient:
+def new_http_client(timeout: float, *, allow_private: bool = True) -> httpx.AsyncClient:
+    """A client whose every connection, redirects included, goes through netguard."""
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        transport=GuardedTransport(allow_private=allow_private, limits=limits),
         headers={"User-Agent": "ocr-backend"},
     )
 
@@ -173,7 +197,8 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
     if width * height > max_pixels:
         raise ImageDecodeError(
             f"the image is {width}x{height} pixels, more than MAX_IMAGE_PIXELS={max_pixels}; "
-            "refused before decoding. Raise MAX_IMAGE_PIXELS or use a smaller image"
+            "refused before decoding. Raise MAX_IMAGE_PIXELS or use a smaller image",
+            reason="too_many_pixels",
         )
     try:
         image.load()

@@ -1,8 +1,9 @@
 """One /predict request: fetch every task's image, read it, convert it, keep task order.
 
 Images are fetched and decoded concurrently while the engine reads the ones
-already in hand; a bounded number of images is held at once so a request of
-100 tasks does not decode 100 images into memory together.
+already in hand; a bounded number of images is held at once, across all
+requests, so neither a request of 100 tasks nor 100 requests of one task
+decode 100 images into memory together.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .convert import lines_to_regions
 from .engine import OcrEngine, TextLine
 from .images import ImageError, ImageFetcher, decode_image, describe
 from .labeling import OcrTargets
+from .metrics import IMAGES_FAILED, IMAGES_FETCHED
+from .observe import current
 from .schemas import Prediction, Task
 from .settings import Settings
 
@@ -28,6 +31,10 @@ log = logging.getLogger(__name__)
 
 class TaskError(Exception):
     """This task cannot be predicted; the message goes into its prediction's `error`."""
+
+    def __init__(self, message: str, *, reason: str = "task") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def model_version(settings: Settings) -> str:
@@ -50,11 +57,13 @@ class Predictor:
         self.fetcher = fetcher
         self.settings = settings
         self.model_version = model_version(settings)
-        # The engine's threads plus a couple of images decoded ahead of them.
+        # The engine's threads plus a couple of images decoded ahead of them, shared by
+        # all requests: the memory held stays bounded however many requests wait.
         self.images_in_hand = engine.threads + 2
+        self.slots = asyncio.Semaphore(self.images_in_hand)
 
     async def predict(self, tasks: Sequence[Task], targets: OcrTargets) -> list[Prediction]:
-        slots = asyncio.Semaphore(self.images_in_hand)
+        slots = self.slots
         return list(await asyncio.gather(*(self._predict_task(t, targets, slots) for t in tasks)))
 
     async def _predict_task(
@@ -62,10 +71,15 @@ class Predictor:
     ) -> Prediction:
         try:
             async with slots:
-                image = await self.load_image(task, targets)
+                try:
+                    image = await self.load_image(task, targets)
+                except (TaskError, ImageError) as exc:
+                    IMAGES_FAILED.labels(exc.reason).inc()
+                    raise
+                IMAGES_FETCHED.inc()
                 lines = await self.engine.read(np.asarray(image))
         except (TaskError, ImageError) as exc:
-            log.warning("task %s: %s", task.id, exc)
+            log.warning("request %s: task %s: %s", current().id, task.id, exc)
             return Prediction(
                 result=[], score=0.0, model_version=self.model_version, error=str(exc)
             )
@@ -82,7 +96,8 @@ class Predictor:
             keys = ", ".join(sorted(task.data)) or "none"
             raise TaskError(
                 f'task {task.id} has no "{targets.image_key}" in its data (it has: {keys}); '
-                f"the label config's Image tag reads ${targets.image_key}"
+                f"the label config's Image tag reads ${targets.image_key}",
+                reason="no_image_key",
             )
         data = await self.fetcher.fetch(ref, task_id=task.id)
         try:
@@ -90,7 +105,7 @@ class Predictor:
                 decode_image, data, max_pixels=self.settings.max_image_pixels
             )
         except ImageError as exc:
-            raise TaskError(f"image {describe(ref)}: {exc}") from None
+            raise TaskError(f"image {describe(ref)}: {exc}", reason=exc.reason) from None
 
 
 def mean_score(lines: Sequence[TextLine]) -> float:

@@ -84,3 +84,7 @@ class WebhookRequest(BaseModel):
 class WebhookResponse(BaseModel):
     status: str
     detail: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What went wrong and what to do about it.")

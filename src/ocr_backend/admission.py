@@ -1,0 +1,68 @@
+"""The bounded queue in front of the engine.
+
+Without a bound, a busy Label Studio (or several) can pile up requests
+faster than EasyOCR reads them, and every waiting request holds its body
+and, soon, its decoded images. Instead, a request is admitted whole or
+answered 503 at once, before any image is fetched, with a Retry-After that
+estimates when the queue will have drained.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from .metrics import QUEUE_IMAGES, QUEUE_REJECTED
+
+MAX_RETRY_AFTER = 60
+
+
+class QueueFull(Exception):
+    def __init__(self, waiting: int, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"The OCR queue is full ({waiting} of MAX_QUEUE={limit} images waiting); "
+            f"retry in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
+class TooManyTasks(Exception):
+    def __init__(self, tasks: int, limit: int) -> None:
+        super().__init__(
+            f"This request has {tasks} tasks, more than MAX_QUEUE={limit}: send at most "
+            f"{limit} tasks per request (Label Studio's batch size) or raise MAX_QUEUE"
+        )
+
+
+class AdmissionQueue:
+    """Counts the images (tasks) admitted and not yet answered, across all requests.
+
+    Runs on the event loop only, so the count needs no lock.
+    """
+
+    def __init__(self, limit: int, *, seconds_per_image: Callable[[], float], threads: int):
+        self.limit = limit
+        self.waiting = 0
+        self._seconds_per_image = seconds_per_image
+        self._threads = threads
+
+    @contextmanager
+    def admit(self, images: int) -> Iterator[None]:
+        if images > self.limit:
+            raise TooManyTasks(images, self.limit)
+        if self.waiting + images > self.limit:
+            QUEUE_REJECTED.inc()
+            raise QueueFull(self.waiting, self.limit, self.retry_after())
+        self.waiting += images
+        QUEUE_IMAGES.inc(images)
+        try:
+            yield
+        finally:
+            self.waiting -= images
+            QUEUE_IMAGES.dec(images)
+
+    def retry_after(self) -> int:
+        """Seconds until the images now waiting are read, at the engine's recent pace."""
+        estimate = self.waiting * self._seconds_per_image() / self._threads
+        return max(1, min(MAX_RETRY_AFTER, math.ceil(estimate)))
