@@ -18,6 +18,7 @@ import numpy as np
 
 from .convert import lines_to_regions
 from .engine import OcrEngine, TextLine
+from .image_cache import ImageCache
 from .images import ImageError, ImageFetcher, decode_image, describe
 from .labeling import OcrTargets
 from .schemas import Prediction, Task
@@ -52,6 +53,7 @@ class Predictor:
         self.model_version = model_version(settings)
         # The engine's threads plus a couple of images decoded ahead of them.
         self.images_in_hand = engine.threads + 2
+        self.image_cache = ImageCache(settings.image_cache_bytes)
 
     async def predict(self, tasks: Sequence[Task], targets: OcrTargets) -> list[Prediction]:
         slots = asyncio.Semaphore(self.images_in_hand)
@@ -84,6 +86,9 @@ class Predictor:
                 f'task {task.id} has no "{targets.image_key}" in its data (it has: {keys}); '
                 f"the label config's Image tag reads ${targets.image_key}"
             )
+        return await self.image_cache.get(ref, lambda: self._fetch_and_decode(ref))
+
+    async def _fetch_and_decode(self, ref: Any) -> Any:
         data = await self.fetcher.fetch(ref)
         try:
             return await asyncio.to_thread(

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=50_000_000, ge=1_000)
     max_image_pixels: int = Field(default=50_000_000, ge=10_000)
     fetch_timeout: float = Field(default=30.0, gt=0.0, le=600.0)
+    image_cache_bytes: int = Field(default=268_435_456, ge=0)
 
     label_studio_host: str | None = None
     label_studio_access_token: SecretStr | None = None
