@@ -14,6 +14,7 @@ from . import __version__
 from .auth import BasicAuthMiddleware
 from .engine import OcrEngine
 from .images import ImageFetcher, new_http_client
+from .interactive import drawn_regions, predict_drawn
 from .labeling import LabelConfigError, OcrTargets, parse_label_config
 from .predictor import Predictor, model_version
 from .schemas import (
@@ -112,6 +113,10 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         except LabelConfigError as exc:
             raise HTTPException(status_code=422, detail=f"label_config: {exc}") from None
         predictor: Predictor = request.app.state.predictor
+        drawn = drawn_regions(body.params.context if body.params else None)
+        if drawn is not None:  # interactive: read only what the user just drew
+            results = await predict_drawn(predictor, body.tasks, targets, drawn)
+            return PredictResponse(results=results)
         return PredictResponse(results=await predictor.predict(body.tasks, targets))
 
     @app.post(
