@@ -43,10 +43,13 @@ def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> np.ndarray | 
     ]
     if w < MIN_SIDE_PX or h < MIN_SIDE_PX or not _overlaps(corners, width, height):
         return None
-    # Output pixel (u, v) samples the image at corner + u * along + v * across;
-    # what lies outside the image comes out white.
+    # Output pixel (u, v) samples the image at corner + u * along + v * across, both
+    # taken at pixel centres (hence the halves); what lies outside the image is white.
     to_image = np.array(
-        [[along[0], across[0], x], [along[1], across[1], y]],
+        [
+            [along[0], across[0], x + (along[0] + across[0] - 1) / 2],
+            [along[1], across[1], y + (along[1] + across[1] - 1) / 2],
+        ],
         dtype=np.float64,
     )
     upright = cv2.warpAffine(
