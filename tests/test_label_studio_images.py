@@ -151,9 +151,13 @@ async def test_uploads_fall_back_to_data_upload_where_the_storage_proxy_is_missi
         )
         with fetcher.serving(None):
             assert await fetcher.fetch("/data/upload/1/x.png", task_id=1) == data
+            label_studio.uploads["upload/1/y.png"] = data
+            assert await fetcher.fetch("/data/upload/1/y.png", task_id=2) == data
     assert [path for path, _ in label_studio.image_requests()] == [
         "/storage-data/uploaded/?filepath=upload/1/x.png",
         "/data/upload/1/x.png",
+        # Remembered: this Label Studio serves uploads only at /data/upload/.
+        "/data/upload/1/y.png",
     ]
 
 

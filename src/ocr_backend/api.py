@@ -22,6 +22,7 @@ from .examples import (
     WEBHOOK_EXAMPLES,
 )
 from .images import new_http_client
+from .interactive import drawn_regions, predict_drawn
 from .label_studio import LabelStudioImageFetcher
 from .labeling import LabelConfigError, OcrTargets, parse_label_config
 from .observe import ObservabilityMiddleware, current
@@ -205,13 +206,17 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         except LabelConfigError as exc:
             raise HTTPException(status_code=422, detail=f"label_config: {exc}") from None
         predictor: Predictor = request.app.state.predictor
+        drawn = drawn_regions(body.params.context if body.params else None)
         queue: AdmissionQueue = request.app.state.queue
         try:
             with (
                 queue.admit(len(body.tasks)),
                 request.app.state.label_studio_images.serving(stored),
             ):
-                results = await predictor.predict(body.tasks, targets)
+                if drawn is not None:  # interactive: read only what the user just drew
+                    results = await predict_drawn(predictor, body.tasks, targets, drawn)
+                else:
+                    results = await predictor.predict(body.tasks, targets)
         except QueueFull as exc:
             context.outcome = "queue full"
             raise HTTPException(

@@ -292,8 +292,74 @@ class OcrEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.read_sync, image)
 
+    def read_region_sync(self, crop: np.ndarray) -> list[TextLine]:
+        """Read the text in a small RGB crop a user drew (blocking).
+
+        A crop that holds one line of text is recognised whole: detection
+        would cost several times what recognition does (bench/interactive.py).
+        Anything else goes through detection, which splits it into lines;
+        when that finds nothing in a crop that is not blank (a lone character
+        under its size limit), the crop is recognised whole after all.
+        """
+        if not _has_ink(crop):
+            return []
+        if _is_one_line(crop):
+            return self._recognize_whole(crop)
+        return self.read_sync(crop) or self._recognize_whole(crop)
+
+    def _recognize_whole(self, crop: np.ndarray) -> list[TextLine]:
+        """Recognise the crop's ink as one line, in a box as tight as detection would draw."""
+        height, width = crop.shape[:2]
+        ink = _ink(crop)
+        rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+        top, bottom, left, right = rows[0], rows[-1] + 1, columns[0], columns[-1] + 1
+        # EasyOCR's own margin around a detected box (readtext's add_margin=0.1).
+        margin = int(0.1 * min(bottom - top, right - left)) + 1
+        box = [
+            max(0, left - margin),
+            min(width, right + margin),
+            max(0, top - margin),
+            min(height, bottom + margin),
+        ]
+        # `recognize` greys the crop as `readtext` does.
+        found = self.reader.recognize(crop, horizontal_list=[box], free_list=[])
+        return [_to_text_line(box, text, score) for box, text, score in found if str(text).strip()]
+
+    async def read_region(self, crop: np.ndarray) -> list[TextLine]:
+        """`read_region_sync` in the engine's thread pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.read_region_sync, crop)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+INK_CONTRAST = 48  # grey levels between paper and ink; JPEG noise stays below it
+
+
+def _ink(image: np.ndarray) -> np.ndarray:
+    """Where the crop differs clearly from its paper (its most common shade)."""
+    grey = image.mean(axis=2) if image.ndim == 3 else image.astype(np.float64)
+    return np.abs(grey - np.median(grey)) > INK_CONTRAST
+
+
+def _has_ink(image: np.ndarray) -> bool:
+    return image.size > 0 and bool(_ink(image).any())
+
+
+def _is_one_line(image: np.ndarray) -> bool:
+    """One band of inked rows between blank ones, and wider than tall, as a line is.
+
+    Two lines that touch with no blank row between them would pass as one; the
+    width check catches most such blocks, and ordinary line spacing leaves a gap.
+    """
+    ink = _ink(image)
+    width = ink.shape[1]
+    inked = ink.sum(axis=1) >= max(2, width * 0.003)  # a stray noise pixel is no ink
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], inked.astype(np.int8), [0]))))
+    heights = edges[1::2] - edges[::2]
+    bands = heights[heights >= 2]  # a speck of one row is no line either
+    return len(bands) == 1 and bands[0] * 2 <= width
 
 
 def _to_text_line(box: Any, text: str, score: Any) -> TextLine:

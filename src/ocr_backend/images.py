@@ -10,6 +10,7 @@ import base64
 import binascii
 import io
 import json
+from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import httpx
@@ -81,6 +82,10 @@ class ImageFetcher:
     def __init__(self, client: httpx.AsyncClient, *, max_bytes: int) -> None:
         self.client = client
         self.max_bytes = max_bytes
+
+    def cache_key(self, ref: Any) -> Any:
+        """What identifies the image `ref` names, for the decoded-image cache."""
+        return ref
 
     async def fetch(self, ref: str, task_id: int | None = None) -> bytes:
         """The bytes of one task's image; `task_id` is for references that need their task."""

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -94,6 +95,9 @@ class LabelStudioImageFetcher(ImageFetcher):
         self.settings = settings
         # One per (host, token) for the life of the app: an access token outlives a request.
         self._auths: dict[tuple[str, str], LabelStudioAuth] = {}
+        # Hosts whose /storage-data/ proxy refuses uploads (a stock pip install answers 400:
+        # "NGINX mode for uploads is not supported"): their /data/upload/ path is asked first.
+        self._direct_uploads: set[str] = set()
 
     def connect(self, setup: ProjectSetup | None) -> LabelStudio:
         """The settings' host and token, each falling back to what /setup sent."""
@@ -131,6 +135,15 @@ class LabelStudioImageFetcher(ImageFetcher):
         finally:
             current_label_studio.reset(reset)
 
+    def cache_key(self, ref: Any) -> Any:
+        """One relative path on two Label Studio hosts is two images."""
+        if not isinstance(ref, str) or ref.startswith("data:"):
+            return ref
+        label_studio = current_label_studio.get() or self.connect(None)
+        if label_studio.path_of(ref.strip()) is None and not is_cloud_uri(ref):
+            return ref
+        return f"{label_studio.host} {ref}"
+
     async def fetch(self, ref: str, task_id: int | None = None) -> bytes:
         if not isinstance(ref, str) or ref.startswith("data:"):
             return await super().fetch(ref, task_id)
@@ -150,9 +163,14 @@ class LabelStudioImageFetcher(ImageFetcher):
                 "project settings so /setup sends its hostname"
             )
         urls = label_studio_urls(ref, path, label_studio.host, task_id)
+        if label_studio.host in self._direct_uploads:
+            urls.reverse()  # this host's storage proxy refused before: ask /data/upload/ first
         for attempt, url in enumerate(urls, start=1):
             try:
-                return await self.get(url, auth=label_studio.auth)
+                data = await self.get(url, auth=label_studio.auth)
+                if attempt > 1 and path is not None and path.startswith("/data/upload/"):
+                    self._direct_uploads.add(label_studio.host)
+                return data
             except ImageStatusError as exc:
                 # A refused token is refused at the next URL too; anything else may be an
                 # older Label Studio, or one serving uploads through nginx, and worth a try.

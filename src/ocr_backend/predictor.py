@@ -19,6 +19,7 @@ import numpy as np
 
 from .convert import lines_to_regions
 from .engine import OcrEngine, TextLine
+from .image_cache import ImageCache
 from .images import ImageError, ImageFetcher, decode_image, describe
 from .labeling import OcrTargets
 from .metrics import IMAGES_FAILED, IMAGES_FETCHED
@@ -61,16 +62,14 @@ class Predictor:
         # all requests: the memory held stays bounded however many requests wait.
         self.images_in_hand = engine.threads + 2
         self.slots = asyncio.Semaphore(self.images_in_hand)
+        self.image_cache = ImageCache(settings.image_cache_bytes)
 
     async def predict(self, tasks: Sequence[Task], targets: OcrTargets) -> list[Prediction]:
-        slots = self.slots
-        return list(await asyncio.gather(*(self._predict_task(t, targets, slots) for t in tasks)))
+        return list(await asyncio.gather(*(self._predict_task(t, targets) for t in tasks)))
 
-    async def _predict_task(
-        self, task: Task, targets: OcrTargets, slots: asyncio.Semaphore
-    ) -> Prediction:
+    async def _predict_task(self, task: Task, targets: OcrTargets) -> Prediction:
         try:
-            async with slots:
+            async with self.slots:
                 try:
                     image = await self.load_image(task, targets)
                 except (TaskError, ImageError) as exc:
@@ -99,7 +98,12 @@ class Predictor:
                 f"the label config's Image tag reads ${targets.image_key}",
                 reason="no_image_key",
             )
-        data = await self.fetcher.fetch(ref, task_id=task.id)
+        return await self.image_cache.get(
+            self.fetcher.cache_key(ref), lambda: self._fetch_and_decode(ref, task.id)
+        )
+
+    async def _fetch_and_decode(self, ref: Any, task_id: int | None) -> Any:
+        data = await self.fetcher.fetch(ref, task_id=task_id)
         try:
             return await asyncio.to_thread(
                 decode_image, data, max_pixels=self.settings.max_image_pixels

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     fetch_timeout: float = Field(default=30.0, gt=0.0, le=600.0)
     allow_private_networks: bool = True
     max_queue: int = Field(default=200, ge=1, le=100_000)
+    image_cache_bytes: int = Field(default=268_435_456, ge=0)
 
     label_studio_host: str | None = None
     label_studio_access_token: SecretStr | None = None
