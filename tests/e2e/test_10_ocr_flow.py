@@ -199,6 +199,8 @@ def test_interactive_annotating_reads_the_line_in_the_rectangle(
     image = project.image_by_task[task_id]
     assert len(image.lines) == 2
     region_id = uuid.uuid4().hex[:10]
+    # What the labeling UI sends on "regionFinishedDrawing": the serialized
+    # region the user just drew (web/dist/apps/labelstudio/main.js, mlInteractive).
     drawn = {
         "id": region_id,
         "type": "rectangle",
@@ -207,6 +209,7 @@ def test_interactive_annotating_reads_the_line_in_the_rectangle(
         "original_width": image.width,
         "original_height": image.height,
         "image_rotation": 0,
+        "origin": "manual",
         "value": image.line_box_percent(1),
     }
     with timings.step("interactive annotating, one rectangle"):
