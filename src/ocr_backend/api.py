@@ -5,16 +5,46 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, HTTPException, Request
+from fastapi_offline import FastAPIOffline
 
 from . import __version__
+from .auth import BasicAuthMiddleware
 from .engine import OcrEngine
+from .examples import (
+    PREDICT_EXAMPLES,
+    PREDICT_RESPONSE_EXAMPLE,
+    SETUP_EXAMPLES,
+    WEBHOOK_EXAMPLES,
+)
+from .images import ImageFetcher, new_http_client
+from .labeling import LabelConfigError, OcrTargets, parse_label_config
+from .predictor import Predictor, model_version
+from .schemas import (
+    PredictRequest,
+    PredictResponse,
+    SetupRequest,
+    SetupResponse,
+    VersionsResponse,
+    WebhookRequest,
+    WebhookResponse,
+)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+API_DESCRIPTION = """
+Connect this service from Label Studio (*Project → Settings → Model*) to get
+OCR pre-annotations: one region per line of text, with its box or polygon,
+its label and the text read.
+
+Try **POST /predict** below: its example carries Label Studio's stock OCR
+template and an inline image of the word HELLO.
+"""
 
 
 def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
@@ -24,20 +54,38 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
         # Loading takes seconds: off the event loop, and done before the port serves.
-        app.state.engine = engine or await anyio.to_thread.run_sync(OcrEngine.load, settings)
-        try:
-            yield
-        finally:
-            if owned:
-                app.state.engine.close()
+        ocr = engine or await anyio.to_thread.run_sync(OcrEngine.load, settings)
+        async with new_http_client(settings.fetch_timeout) as client:
+            fetcher = ImageFetcher(client, max_bytes=settings.max_image_bytes)
+            app.state.engine = ocr
+            app.state.predictor = Predictor(ocr, fetcher, settings)
+            try:
+                yield
+            finally:
+                if owned:
+                    ocr.close()
 
-    app = FastAPI(
+    # The docs page's JavaScript and CSS are served from here, not a CDN: it works offline.
+    app = FastAPIOffline(
         title="ocr-backend",
         version=__version__,
         summary="Label Studio ML backend: OCR pre-annotations with EasyOCR",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.label_configs = {}  # project -> the label config /setup last sent
+    version = model_version(settings)
+    if settings.auth_enabled:
+        assert settings.basic_auth_user is not None and settings.basic_auth_pass is not None
+        app.add_middleware(
+            BasicAuthMiddleware,
+            username=settings.basic_auth_user,
+            password=settings.basic_auth_pass.get_secret_value(),
+        )
+
+    def targets_for(config: str) -> OcrTargets:
+        return parse_label_config(config, settings.label_mappings)
 
     @app.get("/", summary="Service information")
     async def index(request: Request) -> dict[str, Any]:
@@ -52,7 +100,68 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
             "model_class": "EasyOCR",
             "device": ocr.device,
             "languages": list(ocr.languages),
+            "model_version": version,
         }
+
+    @app.post("/setup", summary="Label Studio connects a project", response_model=SetupResponse)
+    async def setup(
+        body: Annotated[SetupRequest, Body(openapi_examples=SETUP_EXAMPLES)], request: Request
+    ) -> SetupResponse:
+        """Check that the project's label config can be served; answer the model version."""
+        # Label Studio gives /setup 3 s: parse the config, never load anything.
+        try:
+            targets_for(body.label_config)
+        except LabelConfigError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
+        request.app.state.label_configs[body.project] = body.label_config
+        return SetupResponse(model_version=version)
+
+    @app.post(
+        "/predict",
+        summary="Pre-annotate tasks: one prediction per task, in task order",
+        response_model=PredictResponse,
+        response_model_exclude_none=True,
+        responses={200: {"content": {"application/json": {"example": PREDICT_RESPONSE_EXAMPLE}}}},
+    )
+    async def predict(
+        body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)], request: Request
+    ) -> PredictResponse:
+        """Read every line of text in each task's image: one region per line.
+
+        A task whose image cannot be fetched or decoded gets an empty result and
+        an `error`; the other tasks are not affected.
+        """
+        config = body.label_config or request.app.state.label_configs.get(body.project)
+        if not config:
+            raise HTTPException(
+                status_code=422,
+                detail="label_config is missing and /setup was not called for project "
+                f"{body.project!r}: send the project's label config XML in label_config",
+            )
+        try:
+            targets = targets_for(config)
+        except LabelConfigError as exc:
+            raise HTTPException(status_code=422, detail=f"label_config: {exc}") from None
+        predictor: Predictor = request.app.state.predictor
+        return PredictResponse(results=await predictor.predict(body.tasks, targets))
+
+    @app.post(
+        "/webhook",
+        summary="Annotation events and training requests",
+        response_model=WebhookResponse,
+    )
+    async def webhook(
+        body: Annotated[WebhookRequest, Body(openapi_examples=WEBHOOK_EXAMPLES)],
+    ) -> WebhookResponse:
+        return WebhookResponse(
+            status="ok", detail="EasyOCR is not trained by this backend; the event was ignored"
+        )
+
+    @app.get(
+        "/versions", summary="Model versions this backend serves", response_model=VersionsResponse
+    )
+    async def versions() -> VersionsResponse:
+        return VersionsResponse(versions=[version])
 
     return app
 

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     height_ths: float = Field(default=0.5, gt=0.0, le=10.0)
     label_mappings_file: Path | None = None
 
+    max_image_bytes: int = Field(default=50_000_000, ge=1_000)
+    max_image_pixels: int = Field(default=50_000_000, ge=10_000)
+    fetch_timeout: float = Field(default=30.0, gt=0.0, le=600.0)
+
     label_studio_host: str | None = None
     label_studio_access_token: SecretStr | None = None
 

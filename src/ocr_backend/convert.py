@@ -1,0 +1,149 @@
+"""TextLines in pixels -> Label Studio result items in percent. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .engine import Point, TextLine
+from .labeling import Geometry, OcrTargets
+
+AXIS_TOLERANCE_PX = 1.0
+
+
+def new_region_id() -> str:
+    """Label Studio's own ids are 10 url-safe characters."""
+    return secrets.token_urlsafe(8)[:10]
+
+
+def lines_to_regions(
+    lines: Sequence[TextLine],
+    targets: OcrTargets,
+    width: int,
+    height: int,
+    *,
+    region_id: Callable[[], str] = new_region_id,
+) -> list[dict[str, Any]]:
+    """One region per line: geometry, label and text items that share one id."""
+    items: list[dict[str, Any]] = []
+    for line in lines:
+        items.extend(line_to_region(line, targets, width, height, region_id()))
+    return items
+
+
+def line_to_region(
+    line: TextLine, targets: OcrTargets, width: int, height: int, region_id: str
+) -> list[dict[str, Any]]:
+    geometry, value = _geometry_for(line.polygon, targets, width, height)
+    common = {
+        "id": region_id,
+        "to_name": targets.image,
+        "original_width": width,
+        "original_height": height,
+        "image_rotation": 0,
+        "score": line.score,
+    }
+    label_key = geometry.type if geometry.type.endswith("labels") else None
+    shape = {**value, label_key: [geometry.label]} if label_key and geometry.label else value
+    items = [{**common, "from_name": geometry.name, "type": geometry.type, "value": shape}]
+    if label_key is None and targets.labels and targets.label:
+        items.append(
+            {
+                **common,
+                "from_name": targets.labels,
+                "type": "labels",
+                "value": {**value, "labels": [targets.label]},
+            }
+        )
+    items.append(
+        {**common, "from_name": targets.textarea, "type": "textarea",
+         "value": {**value, "text": [line.text]}}
+    )  # fmt: skip
+    return items
+
+
+def _geometry_for(
+    polygon: Sequence[Point], targets: OcrTargets, width: int, height: int
+) -> tuple[Geometry, dict[str, Any]]:
+    """A rectangle for an upright box, a polygon for a slanted one, or the only tag there is."""
+    upright = is_axis_aligned(polygon)
+    if targets.rectangle and (upright or targets.polygon is None):
+        return targets.rectangle, rectangle_value(polygon, width, height)
+    assert targets.polygon is not None  # labeling guarantees one of the two
+    return targets.polygon, polygon_value(polygon, width, height)
+
+
+def is_axis_aligned(polygon: Sequence[Point]) -> bool:
+    xs = sorted(x for x, _ in polygon)
+    ys = sorted(y for _, y in polygon)
+    # An upright box has two distinct x values and two distinct y values.
+    return (
+        xs[1] - xs[0] <= AXIS_TOLERANCE_PX
+        and xs[3] - xs[2] <= AXIS_TOLERANCE_PX
+        and ys[1] - ys[0] <= AXIS_TOLERANCE_PX
+        and ys[3] - ys[2] <= AXIS_TOLERANCE_PX
+    )
+
+
+def polygon_value(polygon: Sequence[Point], width: int, height: int) -> dict[str, Any]:
+    return {"points": [[_pct(x, width), _pct(y, height)] for x, y in polygon], "closed": True}
+
+
+def rectangle_value(polygon: Sequence[Point], width: int, height: int) -> dict[str, Any]:
+    """Label Studio's rectangle: top-left corner, size, and a clockwise rotation about that corner.
+
+    For a slanted box the long side runs along the text, left to right.
+    """
+    if is_axis_aligned(polygon):
+        left, right = _span([x for x, _ in polygon], width)
+        top, bottom = _span([y for _, y in polygon], height)
+        return {
+            "x": left / width * 100,
+            "y": top / height * 100,
+            "width": (right - left) / width * 100,
+            "height": (bottom - top) / height * 100,
+            "rotation": 0,
+        }
+    corner, along, across = _oriented_edges(polygon)
+    angle = math.degrees(math.atan2(along[1], along[0])) % 360
+    return {
+        "x": _pct(corner[0], width),
+        "y": _pct(corner[1], height),
+        "width": math.hypot(*along) / width * 100,
+        "height": math.hypot(*across) / height * 100,
+        "rotation": angle,
+    }
+
+
+def _oriented_edges(polygon: Sequence[Point]) -> tuple[Point, Point, Point]:
+    """The corner where the text starts, the edge along the text and the edge across it."""
+    points = _clockwise(polygon)
+    best = None
+    for start in range(4):
+        a, b, c = points[start], points[(start + 1) % 4], points[(start + 2) % 4]
+        along = (b[0] - a[0], b[1] - a[1])
+        across = (c[0] - b[0], c[1] - b[1])
+        key = (math.hypot(*along) >= math.hypot(*across), along[0] > 0)
+        if best is None or key > best[0]:
+            best = (key, a, along, across)
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def _clockwise(polygon: Sequence[Point]) -> list[Point]:
+    """Corners in clockwise order on screen (y grows downwards)."""
+    cx = sum(x for x, _ in polygon) / len(polygon)
+    cy = sum(y for _, y in polygon) / len(polygon)
+    return sorted(polygon, key=lambda p: math.atan2(p[1] - cy, p[0] - cx))
+
+
+def _span(values: Sequence[float], size: int) -> tuple[float, float]:
+    """Lowest and highest coordinate, clamped to the image."""
+    return max(min(values), 0.0), min(max(values), float(size))
+
+
+def _pct(value: float, size: int) -> float:
+    """Percent of the image side, clamped to [0, 100]: never drop a point."""
+    return min(max(value / size * 100, 0.0), 100.0)

@@ -1,0 +1,155 @@
+"""Read a Label Studio label config: which tags an OCR prediction must fill.
+
+Parsed with defusedxml: the config comes from the network, and an entity
+bomb in it must not take the service down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml
+from defusedxml.ElementTree import fromstring
+
+BACKEND_LABEL = "Text"  # the one class EasyOCR finds; LABEL_MAPPINGS_FILE renames it
+
+EXAMPLE_TEXTAREA = (
+    '<TextArea name="transcription" toName="{image}" perRegion="true" '
+    'editable="true" displayMode="region-list"/>'
+)
+
+
+class LabelConfigError(ValueError):
+    """The config cannot be served; the message tells the user what to add or change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    """A Rectangle/Polygon-like tag: its name, result type and, for *Labels tags, the label."""
+
+    name: str
+    type: str  # rectangle, rectanglelabels, polygon or polygonlabels
+    label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OcrTargets:
+    """The tags of one Image that an OCR region fills."""
+
+    image: str  # the Image tag's name: every result's to_name
+    image_key: str  # the task data key its $variable reads
+    textarea: str
+    rectangle: Geometry | None
+    polygon: Geometry | None
+    labels: str | None = None  # a separate Labels tag, when geometry carries no label
+    label: str | None = None
+
+
+def parse_label_config(config: str, label_mappings: Mapping[str, str] | None = None) -> OcrTargets:
+    """Find the Image, geometry, label and per-region TextArea tags, or say what is missing."""
+    root = _parse_xml(config)
+    tags = [el for el in root.iter() if isinstance(el.tag, str)]
+    images = {el.get("name"): el for el in tags if _kind(el) == "image" and el.get("name")}
+    if not images:
+        raise LabelConfigError(
+            'The label config has no <Image> tag. Add one, e.g. <Image name="image" value="$ocr"/>.'
+        )
+    textareas = [
+        el
+        for el in tags
+        if _kind(el) == "textarea"
+        and el.get("perRegion", "").lower() == "true"
+        and set(_targets(el)) & set(images)
+    ]
+    if not textareas:
+        first = next(iter(images))
+        raise LabelConfigError(
+            "The label config has no per-region <TextArea> for the image, so the text read "
+            f"cannot be stored. Add {EXAMPLE_TEXTAREA.format(image=first)}."
+        )
+    textarea = textareas[0]
+    image_name = next(name for name in _targets(textarea) if name in images)
+    value = images[image_name].get("value", "")
+    if not value.startswith("$") or len(value) < 2:
+        raise LabelConfigError(
+            f'The <Image name="{image_name}"> tag needs value="$<task data key>", '
+            'e.g. value="$ocr".'
+        )
+
+    bound = [el for el in tags if image_name in _targets(el)]
+    mappings = dict(label_mappings or {})
+    wanted = mappings.get(BACKEND_LABEL)
+
+    def first_of(*kinds: str) -> Element | None:
+        return next((el for el in bound if _kind(el) in kinds), None)
+
+    rect_el = first_of("rectanglelabels", "rectangle")
+    poly_el = first_of("polygonlabels", "polygon")
+    if rect_el is None and poly_el is None:
+        raise LabelConfigError(
+            f'The label config has no <Rectangle> or <Polygon> for image "{image_name}". Add '
+            f'<Rectangle name="bbox" toName="{image_name}"/> or '
+            f'<Polygon name="poly" toName="{image_name}"/>.'
+        )
+    labels_el = first_of("labels")
+    label_sets = [el for el in (rect_el, poly_el, labels_el) if el is not None and _choices(el)]
+    if wanted is not None and not any(wanted in _choices(el) for el in label_sets):
+        known = sorted({c for el in label_sets for c in _choices(el)})
+        raise LabelConfigError(
+            f'LABEL_MAPPINGS_FILE maps "{BACKEND_LABEL}" to "{wanted}", which is not a label in '
+            f"this config (it has: {', '.join(known) or 'no labels'}). Add "
+            f'<Label value="{wanted}"/> to the config or change the mapping.'
+        )
+
+    def geometry(el: Element | None) -> Geometry | None:
+        if el is None:
+            return None
+        kind = _kind(el)
+        label = _pick_label(_choices(el), wanted) if kind.endswith("labels") else None
+        return Geometry(name=el.get("name", kind), type=kind, label=label)
+
+    return OcrTargets(
+        image=image_name,
+        image_key=value[1:],
+        textarea=textarea.get("name", "transcription"),
+        rectangle=geometry(rect_el),
+        polygon=geometry(poly_el),
+        labels=labels_el.get("name") if labels_el is not None else None,
+        label=_pick_label(_choices(labels_el), wanted) if labels_el is not None else None,
+    )
+
+
+def _parse_xml(config: str) -> Element:
+    try:
+        return fromstring(config)
+    except defusedxml.DefusedXmlException:
+        raise LabelConfigError(
+            "The label config declares XML entities or a DTD, which are refused. "
+            "Remove the <!DOCTYPE> and <!ENTITY> declarations."
+        ) from None
+    except ParseError as exc:
+        raise LabelConfigError(f"The label config is not valid XML: {exc}.") from None
+
+
+def _kind(el: Element) -> str:
+    return str(el.tag).lower()
+
+
+def _targets(el: Element) -> list[str]:
+    return [name.strip() for name in el.get("toName", "").split(",") if name.strip()]
+
+
+def _choices(el: Element | None) -> list[str]:
+    if el is None:
+        return []
+    return [c.get("value", "") for c in el if isinstance(c.tag, str) and _kind(c) == "label"]
+
+
+def _pick_label(choices: list[str], wanted: str | None) -> str | None:
+    """The mapped label if this tag has it, else `Text`, else the first label."""
+    for candidate in (wanted, BACKEND_LABEL):
+        if candidate in choices:
+            return candidate
+    return choices[0] if choices else None

@@ -1,0 +1,86 @@
+"""Pydantic models of what Label Studio sends and what it accepts back (PROTOCOL.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Task(BaseModel):
+    """A Label Studio task; only `data` matters here, the rest is kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: int | None = None
+    data: dict[str, Any] = Field(
+        description="The task's data; the Image tag's $variable names the key."
+    )
+
+
+class PredictParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    context: dict[str, Any] | None = Field(
+        default=None, description="Interactive pre-annotation: the regions the user just drew."
+    )
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    tasks: list[Task] = Field(min_length=1, description="Tasks to pre-annotate, in order.")
+    project: str | None = Field(default=None, description='"<project id>.<created timestamp>"')
+    label_config: str | None = Field(
+        default=None, description="The project's label config XML; defaults to what /setup sent."
+    )
+    params: PredictParams | None = None
+
+
+class Prediction(BaseModel):
+    """One task's prediction; Label Studio reads result, score and model_version."""
+
+    result: list[dict[str, Any]] = Field(description="Regions: geometry, label and text items.")
+    score: float = Field(description="Mean confidence of the lines read (0 when none).")
+    model_version: str
+    error: str | None = Field(
+        default=None, description="Why this task has no regions, if it failed."
+    )
+
+
+class PredictResponse(BaseModel):
+    results: list[Prediction] = Field(description="One prediction per task, in task order.")
+
+
+class SetupRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    project: str | None = None
+    label_config: str = Field(alias="schema", description="The project's label config XML.")
+    hostname: str | None = Field(default=None, description="Label Studio's URL.")
+    access_token: str | None = Field(default=None, description="The project owner's API key.")
+    extra_params: dict[str, Any] | None = None
+
+
+class SetupResponse(BaseModel):
+    model_version: str
+
+
+class VersionsResponse(BaseModel):
+    versions: list[str]
+
+
+class WebhookRequest(BaseModel):
+    """An annotation event or a training request; only acknowledged."""
+
+    model_config = ConfigDict(extra="allow")
+
+    action: str | None = Field(
+        default=None, description='e.g. "ANNOTATION_CREATED", "START_TRAINING"'
+    )
+    project: dict[str, Any] | None = None
+
+
+class WebhookResponse(BaseModel):
+    status: str
+    detail: str
