@@ -29,7 +29,7 @@ def create_ocr_project(
     api: LabelStudioApi,
     title: str,
     label_config: str,
-    uploads: list[TextImage],
+    uploads: list[TextImage] = (),
     url_images: list[tuple[str, TextImage]] = (),
     data_uri_images: list[TextImage] = (),
 ) -> OcrProject:

@@ -248,17 +248,24 @@ def test_labeling_page_screenshot_shows_predicted_regions(
             for name in ("sessionid", "csrftoken"):
                 browser.add_cookie(name, ls_session.cookies[name])
             browser.open(f"{label_studio.url}/projects/{project.id}/data?task={task_id}")
-            # The regions list of the labeling interface fills in once the
-            # prediction is loaded and drawn on the image.
-            browser.wait_for(
-                "predicted regions in the regions list",
-                "return document.querySelectorAll('.lsf-outliner-item').length",
-            )
             browser.wait_for(
                 "the task's image in the labeling area",
                 "const i = document.querySelector('img[alt=\"image\"]');"
                 " return i && i.complete && i.naturalWidth > 0",
             )
+            # The regions list of the labeling interface fills in once the
+            # prediction is loaded and drawn on the image. The screenshot is
+            # taken either way: it shows what went wrong.
+            try:
+                browser.wait_for(
+                    "predicted regions in the regions list",
+                    "return document.querySelectorAll('.lsf-outliner-item').length",
+                    timeout_s=30,
+                )
+            except TimeoutError as error:
+                regions_missing = str(error)
+            else:
+                regions_missing = None
             browser.script("return new Promise(r => setTimeout(r, 2000))")
             browser.screenshot(shot)
             # The texts read sit in the regions' text fields, not in innerText.
@@ -270,6 +277,7 @@ def test_labeling_page_screenshot_shows_predicted_regions(
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+    assert regions_missing is None, f"{regions_missing}; see {shot}"
     for line in project.image_by_task[task_id].lines:
         assert words([line]) <= words([region_list]), (
             f"{line!r} not in the region list: {region_list!r}"
