@@ -4,6 +4,7 @@ credentials and shows the connection as failed with wrong or no credentials."""
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -113,3 +114,31 @@ def test_connection_works_with_the_right_credentials(
         calls = service.proxy.calls(path)
         assert calls and calls[-1].status == 200, path
         assert calls[-1].headers.get("Authorization", "").startswith("Basic "), path
+
+
+def test_annotation_webhook_is_recorded(
+    ls_api: LabelStudioApi, project: OcrProject, service: Service, artifacts
+) -> None:
+    """Label Studio's ML webhook (made with the connection) carries no basic auth.
+
+    Recorded for the reader, not judged: whether /webhook should answer
+    without credentials is the service's choice.
+    """
+    prediction = latest_prediction(ls_api, project.task_ids[0])
+    assert prediction is not None
+    ls_api.call(
+        "POST",
+        f"/api/tasks/{project.task_ids[0]}/annotations/",
+        json={"result": prediction["result"], "was_cancelled": False},
+    )
+    deadline = time.monotonic() + 5
+    while not (webhook := service.proxy.calls("/webhook")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    note = (
+        "no /webhook call seen"
+        if not webhook
+        else f"/webhook answered {webhook[-1].status}; Authorization sent: "
+        f"{'Authorization' in webhook[-1].headers}; User-Agent: {webhook[-1].headers.get('User-Agent')}"
+    )
+    (artifacts / "basic-auth-webhook.txt").write_text(note + "\n")
+    print(note)
