@@ -33,7 +33,8 @@ from .ocr_results import (
 )
 from .service import Service
 
-pytestmark = pytest.mark.e2e
+# Session set-up (installing and starting Label Studio) counts against the first test.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

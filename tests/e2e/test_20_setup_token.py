@@ -19,7 +19,8 @@ from .labelstudio import LabelStudioApi, LabelStudioServer
 from .ocr_results import all_texts, words
 from .service import Service
 
-pytestmark = pytest.mark.e2e
+# Session set-up (installing and starting Label Studio) counts against the first test.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
