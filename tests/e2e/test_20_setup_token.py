@@ -24,7 +24,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def legacy_tokens(ls_api: LabelStudioApi, timings) -> Iterator[dict[str, Any]]:
+def legacy_key(ls_api: LabelStudioApi) -> str:
+    """The user's legacy API key: what /setup sends as access_token."""
+    return ls_api.call("GET", "/api/current-user/token")["token"]
+
+
+def _whoami_with_legacy_key(ls_api: LabelStudioApi, key: str):
+    return ls_api.http.get("/api/current-user/whoami", headers={"Authorization": f"Token {key}"})
+
+
+@pytest.fixture(scope="module")
+def legacy_tokens(ls_api: LabelStudioApi, legacy_key: str, timings) -> Iterator[dict[str, Any]]:
+    # Off by default for a new organisation in Label Studio 1.23.
+    refused = _whoami_with_legacy_key(ls_api, legacy_key)
+    assert refused.status_code == 401, refused.text
+    assert "legacy token authentication has been disabled" in refused.text
     with timings.step("turn legacy tokens on (POST /api/jwt/settings)"):
         settings = ls_api.set_legacy_tokens(True)
     yield settings
@@ -38,8 +52,12 @@ def service(service_factory: Callable[..., Service], legacy_tokens) -> Iterator[
     service.stop()
 
 
-def test_legacy_tokens_turned_on(legacy_tokens: dict[str, Any]) -> None:
+def test_legacy_tokens_turned_on(
+    ls_api: LabelStudioApi, legacy_tokens: dict[str, Any], legacy_key: str
+) -> None:
     assert legacy_tokens == {"api_tokens_enabled": True, "legacy_api_tokens_enabled": True}
+    accepted = _whoami_with_legacy_key(ls_api, legacy_key)
+    assert accepted.status_code == 200, accepted.text
 
 
 def test_uploaded_image_read_with_what_setup_sent(
@@ -48,6 +66,7 @@ def test_uploaded_image_read_with_what_setup_sent(
     ocr_config: str,
     images: dict[str, TextImage],
     service: Service,
+    legacy_key: str,
     timings,
 ) -> None:
     image = images["upload_one_line"]
@@ -58,12 +77,8 @@ def test_uploaded_image_read_with_what_setup_sent(
     setup = service.proxy.calls("/setup")[-1]
     assert setup.status == 200, setup.answer
     assert setup.body["hostname"] == f"http://localhost:{label_studio.port}"
-    assert setup.body["access_token"], "Label Studio sent no access_token in /setup"
-    # The token /setup carries is the legacy key, which Label Studio now accepts.
-    whoami = ls_api.http.get(
-        "/api/current-user/whoami", headers={"Authorization": f"Token {setup.body['access_token']}"}
-    )
-    assert whoami.status_code == 200, whoami.text
+    # The token /setup carries is the project owner's legacy key.
+    assert setup.body["access_token"] == legacy_key
 
     log_before = label_studio.process.log_path.read_text(errors="replace")
     with timings.step("retrieve predictions, token from /setup (1 task)"):
