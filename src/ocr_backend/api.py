@@ -20,9 +20,11 @@ from .examples import (
     SETUP_EXAMPLES,
     WEBHOOK_EXAMPLES,
 )
-from .images import ImageFetcher, new_http_client
+from .images import new_http_client
+from .label_studio import LabelStudioImageFetcher
 from .labeling import LabelConfigError, OcrTargets, parse_label_config
 from .predictor import Predictor, model_version
+from .projects import STORE_DIR, ProjectSetup, ProjectStore
 from .schemas import (
     PredictRequest,
     PredictResponse,
@@ -56,8 +58,11 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         # Loading takes seconds: off the event loop, and done before the port serves.
         ocr = engine or await anyio.to_thread.run_sync(OcrEngine.load, settings)
         async with new_http_client(settings.fetch_timeout) as client:
-            fetcher = ImageFetcher(client, max_bytes=settings.max_image_bytes)
+            fetcher = LabelStudioImageFetcher(
+                client, max_bytes=settings.max_image_bytes, settings=settings
+            )
             app.state.engine = ocr
+            app.state.label_studio_images = fetcher
             app.state.predictor = Predictor(ocr, fetcher, settings)
             try:
                 yield
@@ -74,7 +79,8 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.label_configs = {}  # project -> the label config /setup last sent
+    # What /setup sent, per project, where every worker process sees it (WORKERS > 1).
+    app.state.projects = ProjectStore(settings.model_dir / STORE_DIR)
     version = model_version(settings)
     if settings.auth_enabled:
         assert settings.basic_auth_user is not None and settings.basic_auth_pass is not None
@@ -113,7 +119,9 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
             targets_for(body.label_config)
         except LabelConfigError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        request.app.state.label_configs[body.project] = body.label_config
+        request.app.state.projects.save(
+            body.project, ProjectSetup(body.label_config, body.hostname, body.access_token)
+        )
         return SetupResponse(model_version=version)
 
     @app.post(
@@ -131,7 +139,8 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         A task whose image cannot be fetched or decoded gets an empty result and
         an `error`; the other tasks are not affected.
         """
-        config = body.label_config or request.app.state.label_configs.get(body.project)
+        stored: ProjectSetup | None = request.app.state.projects.load(body.project)
+        config = body.label_config or (stored.label_config if stored else None)
         if not config:
             raise HTTPException(
                 status_code=422,
@@ -143,7 +152,9 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         except LabelConfigError as exc:
             raise HTTPException(status_code=422, detail=f"label_config: {exc}") from None
         predictor: Predictor = request.app.state.predictor
-        return PredictResponse(results=await predictor.predict(body.tasks, targets))
+        with request.app.state.label_studio_images.serving(stored):
+            results = await predictor.predict(body.tasks, targets)
+        return PredictResponse(results=results)
 
     @app.post(
         "/webhook",

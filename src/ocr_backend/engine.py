@@ -250,6 +250,10 @@ class OcrEngine:
                 download_enabled=False,
                 verbose=False,
             )
+        # torch sets itself up on the first call: pay that now, not in the first request.
+        warm_up = np.full((64, 256, 3), 255, dtype=np.uint8)
+        warm_up[24:40, 32:224] = 0
+        reader.readtext(warm_up)
         log.info(
             "EasyOCR %s loaded: languages %s on %s, %d thread(s)",
             easyocr.__version__,

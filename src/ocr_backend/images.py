@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import json
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import httpx
@@ -27,6 +28,16 @@ class ImageError(Exception):
 
 class ImageFetchError(ImageError):
     pass
+
+
+class ImageStatusError(ImageFetchError):
+    """The server answered, but not with the image: its status and the start of its answer."""
+
+    def __init__(self, message: str, *, status_code: int, detail: str = "", url: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = detail
+        self.url = url  # the URL that answered, after redirects
 
 
 class ImageDecodeError(ImageError):
@@ -59,7 +70,8 @@ class ImageFetcher:
         self.client = client
         self.max_bytes = max_bytes
 
-    async def fetch(self, ref: str) -> bytes:
+    async def fetch(self, ref: str, task_id: int | None = None) -> bytes:
+        """The bytes of one task's image; `task_id` is for references that need their task."""
         if not isinstance(ref, str) or not ref.strip():
             raise ImageFetchError(f"the image reference {ref!r} is empty or not a string")
         ref = ref.strip()
@@ -76,14 +88,19 @@ class ImageFetcher:
             "is not supported; use an http(s):// URL or a data: URI"
         )
 
-    async def get(self, url: str, headers: dict[str, str] | None = None) -> bytes:
+    async def get(
+        self, url: str, headers: dict[str, str] | None = None, auth: httpx.Auth | None = None
+    ) -> bytes:
         """GET with redirects followed, stopped while streaming once over the size limit."""
         try:
-            async with self.client.stream("GET", url, headers=headers) as response:
+            async with self.client.stream("GET", url, headers=headers, auth=auth) as response:
                 if response.status_code != 200:
-                    raise ImageFetchError(
+                    raise ImageStatusError(
                         f"cannot fetch image {describe(url)}: HTTP {response.status_code} "
-                        f"{response.reason_phrase}"
+                        f"{response.reason_phrase}",
+                        status_code=response.status_code,
+                        detail=await error_detail(response),
+                        url=str(response.url),
                     )
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > self.max_bytes:
@@ -110,6 +127,22 @@ class ImageFetcher:
             f"image {describe(ref)} is larger than MAX_IMAGE_BYTES={self.max_bytes}; "
             "raise MAX_IMAGE_BYTES or use a smaller image"
         )
+
+
+async def error_detail(response: httpx.Response, limit: int = 2000) -> str:
+    """The start of an error answer, its JSON `detail` if it has one: the server's own reason."""
+    head = b""
+    async for chunk in response.aiter_bytes():
+        head += chunk
+        if len(head) >= limit:
+            break
+    text = head[:limit].decode("utf-8", errors="replace").strip()
+    try:
+        detail = json.loads(text).get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    text = str(detail) if detail else " ".join(text.split())
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def new_http_client(timeout: float) -> httpx.AsyncClient:

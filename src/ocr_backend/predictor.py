@@ -84,7 +84,7 @@ class Predictor:
                 f'task {task.id} has no "{targets.image_key}" in its data (it has: {keys}); '
                 f"the label config's Image tag reads ${targets.image_key}"
             )
-        data = await self.fetcher.fetch(ref)
+        data = await self.fetcher.fetch(ref, task_id=task.id)
         try:
             return await asyncio.to_thread(
                 decode_image, data, max_pixels=self.settings.max_image_pixels

@@ -1,0 +1,154 @@
+"""The service against bare EasyOCR `readtext` on the same images, side by side in one run.
+
+Starts `ocr-backend` as a subprocess (LANG_LIST=en, CPU unless --device), serves
+the pages from an HTTP server on 127.0.0.1, and alternates rounds of:
+  A. one-task /predict requests, one per image (the first request is counted);
+  B. one batched /predict request with every image;
+  C. bare `reader.readtext` on the same decoded images in this process, with the
+     same torch thread count the service uses.
+Prints images/s for each and the ratios. Usage:
+  .venv/bin/python bench/predict.py [--rounds 3] [--env DETECTOR_RUNTIME=onnx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pages import pages  # noqa: E402
+
+OCR_TEMPLATE = (
+    '<View><Image name="image" value="$ocr"/><Labels name="label" toName="image">'
+    '<Label value="Text"/></Labels><Rectangle name="bbox" toName="image"/>'
+    '<Polygon name="poly" toName="image"/>'
+    '<TextArea name="transcription" toName="image" perRegion="true"/></View>'
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(folder), **k
+    )
+    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the service")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    named = pages()
+    for name, image in named:
+        image.save(work / f"{name}.png")
+    server, image_port = serve(work)
+    urls = [f"http://127.0.0.1:{image_port}/{name}.png" for name, _ in named]
+    arrays = [np.asarray(image) for _, image in named]
+
+    port = free_port()
+    env = {**os.environ, "LANG_LIST": "en", "HOST": "127.0.0.1", "PORT": str(port),
+           "DEVICE": args.device, "MODEL_DIR": str(work / "models"), "MODEL_DOWNLOAD": "false",
+           "LOG_LEVEL": "WARNING"}  # fmt: skip
+    env.update(kv.split("=", 1) for kv in args.env)
+    command = [str(Path(sys.executable).parent / "ocr-backend")]
+    started = time.perf_counter()
+    service = subprocess.Popen(command, env=env)
+    base = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=base, timeout=600, trust_env=False)
+    while True:
+        try:
+            if client.get("/health").json()["status"] == "UP":
+                break
+        except httpx.HTTPError:
+            if service.poll() is not None:
+                sys.exit(f"ocr-backend exited with {service.returncode}")
+            time.sleep(0.1)
+    ready = time.perf_counter() - started
+    rss_rest = rss_mib(service.pid)
+    print(f"service healthy after {ready:.1f} s; RSS at rest {rss_rest:.0f} MiB")
+
+    def predict(batch: list[str]) -> None:
+        body = {"tasks": [{"id": i, "data": {"ocr": u}} for i, u in enumerate(batch)],
+                "label_config": OCR_TEMPLATE, "project": "1.1"}  # fmt: skip
+        response = client.post("/predict", json=body)
+        response.raise_for_status()
+        errors = [r.get("error") for r in response.json()["results"] if r.get("error")]
+        assert not errors, errors
+
+    # Bare EasyOCR in this process, with the thread count the service gives torch.
+    import easyocr
+    import easyocr_en_models
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(env.get("THREADS", "1"))))
+    reader = easyocr.Reader(["en"], gpu=args.device != "cpu",
+                            model_storage_directory=easyocr_en_models.model_dir(),
+                            user_network_directory=str(work / "user_network"),
+                            download_enabled=False, verbose=False)  # fmt: skip
+
+    timings: dict[str, list[float]] = {"single": [], "batched": [], "readtext": []}
+    peak = rss_rest
+    for round_ in range(args.rounds):
+        t = time.perf_counter()
+        for url in urls:  # round 0's first request is the service's very first
+            predict([url])
+        timings["single"].append(time.perf_counter() - t)
+        peak = max(peak, rss_mib(service.pid))
+        t = time.perf_counter()
+        predict(urls)
+        timings["batched"].append(time.perf_counter() - t)
+        peak = max(peak, rss_mib(service.pid))
+        t = time.perf_counter()
+        for array in arrays:
+            reader.readtext(array)
+        timings["readtext"].append(time.perf_counter() - t)
+        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in timings.items()))
+
+    n = len(urls)
+    rate = {k: n / statistics.median(v) for k, v in timings.items()}
+    print(f"\n{n} images x {args.rounds} rounds, device {args.device}, service env: "
+          f"{' '.join(args.env) or '(defaults)'}")  # fmt: skip
+    for key in ("readtext", "single", "batched"):
+        median = statistics.median(timings[key])
+        print(f"  {key:9s} {rate[key]:6.3f} images/s  (median {median:.2f} s)")
+    print(f"  ratio service one-task / bare readtext: {rate['single'] / rate['readtext']:.3f}")
+    print(f"  ratio service batched  / bare readtext: {rate['batched'] / rate['readtext']:.3f}")
+    print(f"  service RSS: at rest {rss_rest:.0f} MiB, peak {peak:.0f} MiB")
+    service.terminate()
+    service.wait(timeout=60)
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
