@@ -178,6 +178,12 @@ def image_server(work_dir: Path, images: dict[str, TextImage]) -> Iterator[str]:
         (root / image.name).write_bytes(image.png)
 
     class QuietHandler(SimpleHTTPRequestHandler):
+        def end_headers(self) -> None:
+            # The labeling UI loads task images with crossorigin="anonymous":
+            # like any real image host, this one must allow it.
+            self.send_header("Access-Control-Allow-Origin", "*")
+            super().end_headers()
+
         def log_message(self, *args: Any) -> None:
             pass
 
