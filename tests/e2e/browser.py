@@ -19,6 +19,8 @@ from .procs import ChildProcess, free_port, http_ok, wait_until
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
+ELEMENT_KEY = "element-6066-11e4-a52e-4f735466cecf"  # W3C WebDriver's element reference
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -66,6 +68,7 @@ class Browser:
             )
             capabilities = {
                 "browserName": "chrome",
+                "goog:loggingPrefs": {"browser": "ALL"},
                 "goog:chromeOptions": {
                     "binary": CHROMIUM,
                     "args": [*CHROMIUM_ARGS, f"--user-data-dir={self.profile}"],
@@ -90,8 +93,28 @@ class Browser:
     def open(self, url: str) -> None:
         self._session("POST", "/url", {"url": url})
 
-    def add_cookie(self, name: str, value: str) -> None:
-        self._session("POST", "/cookie", {"cookie": {"name": name, "value": value, "path": "/"}})
+    def _element(self, css: str) -> str:
+        found = self._session("POST", "/element", {"using": "css selector", "value": css})
+        return found[ELEMENT_KEY]
+
+    def type_into(self, css: str, text: str) -> None:
+        self._session("POST", f"/element/{self._element(css)}/value", {"text": text})
+
+    def click(self, css: str) -> None:
+        self._session("POST", f"/element/{self._element(css)}/click", {})
+
+    def current_url(self) -> str:
+        return self._session("GET", "/url")
+
+    def log_in(self, login_url: str, email: str, password: str) -> None:
+        """Log in through Label Studio's login form, as a person does."""
+        self.open(login_url)
+        self.type_into("#email", email)
+        self.type_into("#password", password)
+        self.click("#login-form button[type=submit]")
+        self.wait_for(
+            "the page after logging in", "return !location.pathname.startsWith('/user/login')"
+        )
 
     def script(self, source: str, *args: Any) -> Any:
         return self._session("POST", "/execute/sync", {"script": source, "args": list(args)})
@@ -111,6 +134,14 @@ class Browser:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(self._session("GET", "/screenshot")))
         return path
+
+    def console_log(self) -> str:
+        """The page's console messages so far (chromedriver's log extension)."""
+        try:
+            entries = self._session("POST", "/se/log", {"type": "browser"})
+        except (httpx.HTTPError, RuntimeError) as error:
+            return f"(console log unavailable: {error})"
+        return "\n".join(f"{e.get('level')} {e.get('message')}" for e in entries)
 
     def close(self) -> None:
         try:

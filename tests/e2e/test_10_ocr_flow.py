@@ -172,6 +172,20 @@ def test_every_task_gets_a_prediction_with_the_drawn_words(
     assert not problems, "\n".join(problems)
 
 
+def test_retrieving_again_sends_no_task_twice(
+    ls_api: LabelStudioApi,
+    project: OcrProject,
+    predictions: dict[int, dict[str, Any]],
+    service: Service,
+) -> None:
+    """Tasks that have a prediction of the current model_version are not sent again."""
+    before = len(service.proxy.calls("/predict"))
+    ls_api.retrieve_predictions(project.id, project.task_ids)
+    assert len(service.proxy.calls("/predict")) == before
+    for task_id in project.task_ids:
+        assert len(ls_api.predictions(task_id)) == 1
+
+
 def test_prediction_becomes_an_annotation(
     ls_api: LabelStudioApi, project: OcrProject, predictions: dict[int, dict[str, Any]], timings
 ) -> None:
@@ -230,7 +244,6 @@ def test_interactive_annotating_reads_the_line_in_the_rectangle(
 
 def test_labeling_page_screenshot_shows_predicted_regions(
     label_studio: LabelStudioServer,
-    ls_session,
     project: OcrProject,
     predictions: dict[int, dict[str, Any]],
     work_dir: Path,
@@ -245,40 +258,43 @@ def test_labeling_page_screenshot_shows_predicted_regions(
     with timings.step("screenshot of the labeling page (chromium)"):
         browser = Browser(work_dir, artifacts / "chromedriver.log")
         try:
-            browser.open(f"{label_studio.url}/user/login/")
-            for name in ("sessionid", "csrftoken"):
-                browser.add_cookie(name, ls_session.cookies[name])
-            browser.open(f"{label_studio.url}/projects/{project.id}/data?task={task_id}")
-            browser.wait_for(
-                "the task's image in the labeling area",
-                "const i = document.querySelector('img[alt=\"image\"]');"
-                " return i && i.complete && i.naturalWidth > 0",
+            browser.log_in(
+                f"{label_studio.url}/user/login/", label_studio.email, label_studio.password
             )
-            # The regions list of the labeling interface fills in once the
-            # prediction is loaded and drawn on the image. The screenshot is
-            # taken either way: it shows what went wrong.
+            browser.open(f"{label_studio.url}/projects/{project.id}/data?task={task_id}")
+            # The image shows and the regions list fills in once the task and
+            # its prediction are loaded. The screenshot is taken either way:
+            # it shows what went wrong.
             try:
+                browser.wait_for(
+                    "the task's image in the labeling area",
+                    "const i = document.querySelector('img[alt=\"image\"]');"
+                    " return i && i.complete && i.naturalWidth > 0",
+                    timeout_s=90,
+                )
                 browser.wait_for(
                     "predicted regions in the regions list",
                     "return document.querySelectorAll('.lsf-outliner-item').length",
                     timeout_s=30,
                 )
             except TimeoutError as error:
-                regions_missing = str(error)
+                not_shown = str(error)
             else:
-                regions_missing = None
+                not_shown = None
             browser.script("return new Promise(r => setTimeout(r, 2000))")
             browser.screenshot(shot)
+            (artifacts / "browser-console.log").write_text(browser.console_log() + "\n")
             # The texts read sit in the regions' text fields, not in innerText.
             region_list = browser.script(
                 "const o = document.querySelector('.lsf-outliner');"
+                " if (!o) return '';"
                 " const fields = Array.from(o.querySelectorAll('textarea, input'));"
                 " return fields.map(f => f.value).concat([o.innerText]).join('\\n')"
             )
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
-    assert regions_missing is None, f"{regions_missing}; see {shot}"
+    assert not_shown is None, f"{not_shown}; see {shot}"
     for line in project.image_by_task[task_id].lines:
         assert words([line]) <= words([region_list]), (
             f"{line!r} not in the region list: {region_list!r}"
