@@ -15,7 +15,11 @@ install: $(INSTALLED)
 run: install
 	$(VENV)/bin/ocr-backend
 
+# The end-to-end tests need Label Studio (its own venv, cached under ~/.cache/ocr-backend)
+# and headless Chromium (Debian packages, installed when run as root).
 test: install
+	bash scripts/install-test-tools.sh
+	bash scripts/install-label-studio.sh
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/python -m pytest
 
