@@ -250,6 +250,10 @@ class OcrEngine:
                 download_enabled=False,
                 verbose=False,
             )
+        if settings.detector_runtime == "onnx":
+            from .onnx_craft import use_onnx_detector
+
+            use_onnx_detector(reader, device=device, weights=weights, model_dir=settings.model_dir)
         log.info(
             "EasyOCR %s loaded: languages %s on %s, %d thread(s)",
             easyocr.__version__,
