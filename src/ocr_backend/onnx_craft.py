@@ -41,6 +41,8 @@ EXPORT_SHAPE = (1, 3, 96, 128)
 # is exported again: this catches a truncated, damaged or foreign file.
 PROBE_SHAPE = (1, 3, 64, 96)
 PROBE_TOLERANCE = 1e-4
+# Whether ONNX Runtime's idle threads busy-wait for the next operator.
+SPINNING = True
 # What ONNX Runtime raises for a file it cannot load; they derive from Exception only.
 ORT_LOAD_ERRORS: tuple[type[Exception], ...] = (
     ort_errors.Fail,
@@ -69,10 +71,9 @@ class OnnxCraft:
         self.session = session
 
     @classmethod
-    def from_file(cls, path: Path, threads: int) -> OnnxCraft:
-        return cls(
-            ort.InferenceSession(str(path), session_options(threads), ["CPUExecutionProvider"])
-        )
+    def from_file(cls, path: Path, threads: int, *, spinning: bool = SPINNING) -> OnnxCraft:
+        options = session_options(threads, spinning=spinning)
+        return cls(ort.InferenceSession(str(path), options, ["CPUExecutionProvider"]))
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
@@ -95,13 +96,14 @@ class OnnxCraft:
         return error
 
 
-def session_options(threads: int) -> ort.SessionOptions:
+def session_options(threads: int, *, spinning: bool = SPINNING) -> ort.SessionOptions:
     """One pool of `threads` for the convolutions; no second pool to fight it for the cores."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
 
 
