@@ -41,8 +41,11 @@ EXPORT_SHAPE = (1, 3, 96, 128)
 # is exported again: this catches a truncated, damaged or foreign file.
 PROBE_SHAPE = (1, 3, 64, 96)
 PROBE_TOLERANCE = 1e-4
-# Whether ONNX Runtime's idle threads busy-wait for the next operator.
-SPINNING = True
+# Whether ONNX Runtime's idle threads busy-wait for the next operator. Off:
+# on 2 quiet cores a 1080x1349 photo took the same time either way (2.91 s
+# off, 3.02 s on), and spinning threads burn CPU that the torch recognizer,
+# other THREADS and other WORKERS need right after (bench/detector_runtime.py).
+SPINNING = False
 # What ONNX Runtime raises for a file it cannot load; they derive from Exception only.
 ORT_LOAD_ERRORS: tuple[type[Exception], ...] = (
     ort_errors.Fail,
