@@ -256,6 +256,10 @@ class OcrEngine:
                 download_enabled=False,
                 verbose=False,
             )
+        if settings.detector_runtime == "onnx":
+            from .onnx_craft import use_onnx_detector
+
+            use_onnx_detector(reader, device=device, weights=weights, model_dir=settings.model_dir)
         # torch sets itself up on the first call: pay that now, not in the first request.
         warm_up = np.full((64, 256, 3), 255, dtype=np.uint8)
         warm_up[24:40, 32:224] = 0

@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d+)$")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+DETECTOR_RUNTIMES = ("torch", "onnx")
 # Values that must never be echoed back in an error message.
 SECRET_FIELDS = frozenset({"basic_auth_pass", "label_studio_access_token"})
 
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     model_download: bool = True
     lang_list: Annotated[tuple[str, ...], NoDecode] = ("mn", "en")
     device: str | None = None
+    detector_runtime: str = "torch"
     score_threshold: float = Field(default=0.0, ge=0.0, le=1.0)
     height_ths: float = Field(default=0.5, gt=0.0, le=10.0)
     label_mappings_file: Path | None = None
@@ -111,6 +113,14 @@ class Settings(BaseSettings):
             raise ValueError("must be cpu, cuda or cuda:N (N the GPU index), or unset for auto")
         return device
 
+    @field_validator("detector_runtime", mode="before")
+    @classmethod
+    def _detector_runtime(cls, value: Any) -> str:
+        runtime = str(value).strip().lower()
+        if runtime not in DETECTOR_RUNTIMES:
+            raise ValueError(f"must be one of {', '.join(DETECTOR_RUNTIMES)}")
+        return runtime
+
     @field_validator("label_studio_host", mode="before")
     @classmethod
     def _label_studio_host(cls, value: Any) -> str | None:
@@ -134,6 +144,15 @@ class Settings(BaseSettings):
             missing = "BASIC_AUTH_PASS" if self.basic_auth_pass is None else "BASIC_AUTH_USER"
             raise ValueError(
                 f"basic auth needs both BASIC_AUTH_USER and BASIC_AUTH_PASS; {missing} is unset"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _onnx_detector_on_cpu(self) -> Settings:
+        if self.detector_runtime == "onnx" and self.device not in (None, "cpu"):
+            raise ValueError(
+                f"DETECTOR_RUNTIME=onnx runs the detector on the CPU, but DEVICE={self.device}: "
+                "set DEVICE=cpu, or DETECTOR_RUNTIME=torch to use the GPU"
             )
         return self
 
