@@ -66,10 +66,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the service")
+    parser.add_argument("--images", type=int, default=0, help="use only the first N pages")
+    parser.add_argument(
+        "--show-response", action="store_true", help="print the batched response, trimmed"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
-    named = pages()
+    named = pages()[: args.images or None]
     for name, image in named:
         image.save(work / f"{name}.png")
     server, image_port = serve(work)
@@ -98,13 +102,14 @@ def main() -> None:
     rss_rest = rss_mib(service.pid)
     print(f"service healthy after {ready:.1f} s; RSS at rest {rss_rest:.0f} MiB")
 
-    def predict(batch: list[str]) -> None:
+    def predict(batch: list[str]) -> dict:
         body = {"tasks": [{"id": i, "data": {"ocr": u}} for i, u in enumerate(batch)],
                 "label_config": OCR_TEMPLATE, "project": "1.1"}  # fmt: skip
         response = client.post("/predict", json=body)
         response.raise_for_status()
         errors = [r.get("error") for r in response.json()["results"] if r.get("error")]
         assert not errors, errors
+        return response.json()
 
     # Bare EasyOCR in this process, with the thread count the service gives torch.
     import easyocr
@@ -135,6 +140,8 @@ def main() -> None:
         timings["readtext"].append(time.perf_counter() - t)
         print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in timings.items()))
 
+    if args.show_response:
+        show(predict(urls))
     n = len(urls)
     rate = {k: n / statistics.median(v) for k, v in timings.items()}
     print(f"\n{n} images x {args.rounds} rounds, device {args.device}, service env: "
@@ -148,6 +155,24 @@ def main() -> None:
     service.terminate()
     service.wait(timeout=60)
     server.shutdown()
+
+
+def show(answer: dict) -> None:
+    """The response with each prediction's first region in full and the rest counted."""
+    import json
+
+    trimmed = []
+    for prediction in answer["results"]:
+        regions = {item["id"] for item in prediction["result"]}
+        first = next(iter(regions), None)
+        texts = [i["value"]["text"][0] for i in prediction["result"] if i["type"] == "textarea"]
+        trimmed.append({
+            **prediction,
+            "result": [i for i in prediction["result"] if i["id"] == first]
+            + [f"... {len(regions) - 1} more regions"],
+            "texts read": texts[:6] + (["..."] if len(texts) > 6 else []),
+        })  # fmt: skip
+    print(json.dumps({"results": trimmed}, indent=1))
 
 
 if __name__ == "__main__":

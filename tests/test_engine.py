@@ -18,11 +18,10 @@ from ocr_backend.engine import (
     DeviceUnavailable,
     OcrEngine,
     TextLine,
-    WeightsMissing,
-    locate_weights,
     resolve_device,
 )
 from ocr_backend.settings import Settings
+from ocr_backend.weights import WeightsMissing, locate_weights
 
 try:
     import torch

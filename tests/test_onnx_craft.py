@@ -13,7 +13,7 @@ from drawing import draw_page
 from PIL import Image
 from pydantic import ValidationError
 
-from ocr_backend.engine import EngineError, OcrEngine, TextLine, locate_weights
+from ocr_backend.engine import EngineError, OcrEngine, TextLine
 from ocr_backend.onnx_craft import (
     OnnxCraft,
     export_name,
@@ -22,6 +22,7 @@ from ocr_backend.onnx_craft import (
     use_onnx_detector,
 )
 from ocr_backend.settings import Settings, format_settings_error
+from ocr_backend.weights import locate_weights
 
 
 @pytest.fixture(scope="session")

