@@ -83,10 +83,7 @@ class Settings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _log_level(cls, value: Any) -> str:
-        level = str(value).strip().upper()
-        if level not in LOG_LEVELS:
-            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
-        return level
+        return one_of(value, LOG_LEVELS)
 
     @field_validator("lang_list", mode="before")
     @classmethod
@@ -116,10 +113,7 @@ class Settings(BaseSettings):
     @field_validator("detector_runtime", mode="before")
     @classmethod
     def _detector_runtime(cls, value: Any) -> str:
-        runtime = str(value).strip().lower()
-        if runtime not in DETECTOR_RUNTIMES:
-            raise ValueError(f"must be one of {', '.join(DETECTOR_RUNTIMES)}")
-        return runtime
+        return one_of(value, DETECTOR_RUNTIMES)
 
     @field_validator("label_studio_host", mode="before")
     @classmethod
@@ -165,6 +159,15 @@ class Settings(BaseSettings):
         if self.label_mappings_file is None:
             return {}
         return read_label_mappings(self.label_mappings_file)
+
+
+def one_of(value: Any, allowed: tuple[str, ...]) -> str:
+    """The allowed value that `value` names, whatever its case and surrounding spaces."""
+    wanted = str(value).strip().lower()
+    for choice in allowed:
+        if choice.lower() == wanted:
+            return choice
+    raise ValueError(f"must be one of {', '.join(allowed)}")
 
 
 def read_label_mappings(path: Path) -> dict[str, str]:
