@@ -10,7 +10,6 @@ not) and polygons, with or without labels.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,8 +24,6 @@ from .images import ImageError
 from .labeling import OcrTargets
 from .predictor import Predictor, TaskError, mean_score
 from .schemas import Prediction, Task
-
-log = logging.getLogger(__name__)
 
 AREA_TYPES = frozenset({"rectangle", "rectanglelabels", "polygon", "polygonlabels", "labels"})
 GEOMETRY_KEYS = ("x", "y", "width", "height", "rotation", "points", "closed")
@@ -156,20 +153,16 @@ async def _predict_task(
     try:
         image = await predictor.load_image(task, targets)
     except (TaskError, ImageError) as exc:
-        log.warning("task %s: %s", task.id, exc)
-        return Prediction(
-            result=[], score=0.0, model_version=predictor.model_version, error=str(exc)
-        )
+        return predictor.failed(task, exc)
     # Copying a large page out of Pillow takes a while: not on the event loop.
     crops = await asyncio.to_thread(_crops, image, [region.geometry for region in regions])
     read = await asyncio.gather(
         *(predictor.engine.read_region(crop) if crop is not None else _nothing() for crop in crops)
     )
-    threshold = predictor.settings.score_threshold
     result: list[dict[str, Any]] = []
     kept_lines: list[TextLine] = []
     for region, lines in zip(regions, read, strict=True):
-        kept = [line for line in lines if line.score >= threshold]
+        kept = predictor.confident(lines)
         kept_lines.extend(kept)
         result.extend(region_items(region, targets, reading_order(kept)))
     return Prediction(

@@ -70,26 +70,34 @@ class Predictor:
     async def _predict_task(self, task: Task, targets: OcrTargets) -> Prediction:
         try:
             async with self.slots:
-                try:
-                    image = await self.load_image(task, targets)
-                except (TaskError, ImageError) as exc:
-                    IMAGES_FAILED.labels(exc.reason).inc()
-                    raise
-                IMAGES_FETCHED.inc()
+                image = await self.load_image(task, targets)
                 lines = await self.engine.read(np.asarray(image))
         except (TaskError, ImageError) as exc:
-            log.warning("request %s: task %s: %s", current().id, task.id, exc)
-            return Prediction(
-                result=[], score=0.0, model_version=self.model_version, error=str(exc)
-            )
-        kept = [line for line in lines if line.score >= self.settings.score_threshold]
+            return self.failed(task, exc)
+        kept = self.confident(lines)
         return Prediction(
             result=lines_to_regions(kept, targets, image.width, image.height),
             score=mean_score(kept),
             model_version=self.model_version,
         )
 
+    def confident(self, lines: Sequence[TextLine]) -> list[TextLine]:
+        """The lines read at SCORE_THRESHOLD or above."""
+        return [line for line in lines if line.score >= self.settings.score_threshold]
+
+    def failed(self, task: Task, exc: TaskError | ImageError) -> Prediction:
+        """The prediction of a task whose image could not be had: empty, with the reason."""
+        IMAGES_FAILED.labels(exc.reason).inc()
+        log.warning("request %s: task %s: %s", current().id, task.id, exc)
+        return Prediction(result=[], score=0.0, model_version=self.model_version, error=str(exc))
+
     async def load_image(self, task: Task, targets: OcrTargets) -> Any:
+        """The task's decoded image, from the cache or fetched. Raises TaskError, ImageError."""
+        image = await self._load_image(task, targets)
+        IMAGES_FETCHED.inc()
+        return image
+
+    async def _load_image(self, task: Task, targets: OcrTargets) -> Any:
         ref = task.data.get(targets.image_key)
         if ref is None:
             keys = ", ".join(sorted(task.data)) or "none"
