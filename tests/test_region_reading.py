@@ -7,7 +7,7 @@ from drawing import draw_page
 from PIL import Image
 
 from ocr_backend.crop import crop_polygon, crop_rectangle, crop_region
-from ocr_backend.engine import _is_one_line
+from ocr_backend.engine import _ink, _is_one_line
 
 
 def page(width: int = 200, height: int = 100) -> np.ndarray:
@@ -71,12 +71,12 @@ def test_a_region_partly_outside_the_image_is_white_there():
 def test_one_line_is_told_apart_from_several():
     one, _ = draw_page(["One line only"], font_size=40)
     two, _ = draw_page(["First line", "Second line"], font_size=40)
-    assert _is_one_line(np.asarray(one))
-    assert not _is_one_line(np.asarray(two))
+    assert _is_one_line(_ink(np.asarray(one)))
+    assert not _is_one_line(_ink(np.asarray(two)))
     square = np.asarray(Image.new("RGB", (60, 60), "white"))
     square = square.copy()
     square[10:50, 10:50] = 0
-    assert not _is_one_line(square)  # a block as tall as wide is not a line
+    assert not _is_one_line(_ink(square))  # a block as tall as wide is not a line
 
 
 async def test_read_region_reads_one_line_several_lines_and_nothing(engine):

@@ -204,16 +204,16 @@ class OcrEngine:
         when that finds nothing in a crop that is not blank (a lone character
         under its size limit), the crop is recognised whole after all.
         """
-        if not _has_ink(crop):
+        ink = _ink(crop)
+        if not ink.any():
             return []
-        if _is_one_line(crop):
-            return self._recognize_whole(crop)
-        return self.read_sync(crop) or self._recognize_whole(crop)
+        if _is_one_line(ink):
+            return self._recognize_whole(crop, ink)
+        return self.read_sync(crop) or self._recognize_whole(crop, ink)
 
-    def _recognize_whole(self, crop: np.ndarray) -> list[TextLine]:
+    def _recognize_whole(self, crop: np.ndarray, ink: np.ndarray) -> list[TextLine]:
         """Recognise the crop's ink as one line, in a box as tight as detection would draw."""
         height, width = crop.shape[:2]
-        ink = _ink(crop)
         rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
         top, bottom, left, right = rows[0], rows[-1] + 1, columns[0], columns[-1] + 1
         # EasyOCR's own margin around a detected box (readtext's add_margin=0.1).
@@ -242,21 +242,18 @@ INK_CONTRAST = 48  # grey levels between paper and ink; JPEG noise stays below i
 
 def _ink(image: np.ndarray) -> np.ndarray:
     """Where the crop differs clearly from its paper (its most common shade)."""
+    if image.size == 0:
+        return np.zeros(image.shape[:2], dtype=bool)
     grey = image.mean(axis=2) if image.ndim == 3 else image.astype(np.float64)
     return np.abs(grey - np.median(grey)) > INK_CONTRAST
 
 
-def _has_ink(image: np.ndarray) -> bool:
-    return image.size > 0 and bool(_ink(image).any())
-
-
-def _is_one_line(image: np.ndarray) -> bool:
+def _is_one_line(ink: np.ndarray) -> bool:
     """One band of inked rows between blank ones, and wider than tall, as a line is.
 
     Two lines that touch with no blank row between them would pass as one; the
     width check catches most such blocks, and ordinary line spacing leaves a gap.
     """
-    ink = _ink(image)
     width = ink.shape[1]
     inked = ink.sum(axis=1) >= max(2, width * 0.003)  # a stray noise pixel is no ink
     edges = np.flatnonzero(np.diff(np.concatenate(([0], inked.astype(np.int8), [0]))))
