@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -154,8 +154,9 @@ class Settings(BaseSettings):
     def auth_enabled(self) -> bool:
         return self.basic_auth_user is not None
 
-    @property
+    @cached_property
     def label_mappings(self) -> dict[str, str]:
+        """LABEL_MAPPINGS_FILE's contents, read once: /setup and /predict need it every call."""
         if self.label_mappings_file is None:
             return {}
         return read_label_mappings(self.label_mappings_file)
