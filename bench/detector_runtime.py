@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from drawing import draw_page, font  # noqa: E402
 
 from ocr_backend.engine import OcrEngine  # noqa: E402
-from ocr_backend.onnx_craft import OnnxCraft, export_name, file_md5  # noqa: E402
+from ocr_backend.ocr.onnx_craft import OnnxCraft, export_name, file_md5  # noqa: E402
+from ocr_backend.ocr.weights import bundled_model_dir  # noqa: E402
 from ocr_backend.settings import Settings  # noqa: E402
-from ocr_backend.weights import bundled_model_dir  # noqa: E402
 
 if TYPE_CHECKING:
     import easyocr

@@ -34,8 +34,8 @@ from conftest import OCR_TEMPLATE  # noqa: E402
 from drawing import draw_page  # noqa: E402
 
 from ocr_backend.api import create_app  # noqa: E402
-from ocr_backend.crop import crop_region  # noqa: E402
 from ocr_backend.engine import OcrEngine  # noqa: E402
+from ocr_backend.images.crop import crop_region  # noqa: E402
 from ocr_backend.settings import Settings  # noqa: E402
 
 PAGE_SIZE = (1080, 1349)

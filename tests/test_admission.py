@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 from conftest import OCR_TEMPLATE, changed
 from drawing import draw_page
 
-from ocr_backend.admission import AdmissionQueue, QueueFull, TooManyTasks
 from ocr_backend.api import create_app
+from ocr_backend.errors import QueueFull, TooManyTasks
+from ocr_backend.http.admission import AdmissionQueue
+from tests.support.asgi import async_client
 
 
 def test_requests_are_admitted_whole_up_to_the_limit_and_released():
@@ -53,24 +54,22 @@ async def test_a_full_queue_answers_503_at_once_while_health_stays_quick(
         data = [{"id": i, "data": {"ocr": url}} for i in range(tasks)]
         return {"tasks": data, "label_config": OCR_TEMPLATE}
 
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            slow = asyncio.ensure_future(client.post("/predict", json=body(2), timeout=120))
-            while app.state.queue.waiting < 2:  # noqa: ASYNC110 - polls the app's state
-                await asyncio.sleep(0.01)
+    async with async_client(app) as (client, services):
+        slow = asyncio.ensure_future(client.post("/predict", json=body(2), timeout=120))
+        while services.queue.waiting < 2:  # noqa: ASYNC110 - polls the app's state
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        refused = await client.post("/predict", json=body(1))
+        refused_in = time.perf_counter() - started
+        too_big = await client.post("/predict", json=body(3))
+        health = []
+        while not slow.done():
             started = time.perf_counter()
-            refused = await client.post("/predict", json=body(1))
-            refused_in = time.perf_counter() - started
-            too_big = await client.post("/predict", json=body(3))
-            health = []
-            while not slow.done():
-                started = time.perf_counter()
-                assert (await client.get("/health")).status_code == 200
-                health.append(time.perf_counter() - started)
-                await asyncio.sleep(0.05)
-            admitted = await slow
-            after = await client.post("/predict", json=body(1), timeout=120)
+            assert (await client.get("/health")).status_code == 200
+            health.append(time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+        admitted = await slow
+        after = await client.post("/predict", json=body(1), timeout=120)
     assert refused.status_code == 503
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert refused.json()["detail"].startswith(

@@ -18,7 +18,7 @@ from PIL import Image
 
 from ocr_backend.api import create_app
 from ocr_backend.convert import lines_to_regions
-from ocr_backend.labeling import parse_label_config
+from ocr_backend.label_studio.config import parse_label_config
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 from conftest import OCR_TEMPLATE
 
 from ocr_backend.convert import is_axis_aligned, lines_to_regions, rectangle_value
-from ocr_backend.engine import TextLine
-from ocr_backend.labeling import parse_label_config
+from ocr_backend.label_studio.config import parse_label_config
+from ocr_backend.ocr.lines import TextLine
 
 UPRIGHT = TextLine(((10.0, 20.0), (110.0, 20.0), (110.0, 60.0), (10.0, 60.0)), "upright", 0.9)
 

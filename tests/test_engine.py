@@ -14,14 +14,12 @@ import numpy as np
 import pytest
 from drawing import draw_page
 
-from ocr_backend.engine import (
-    DeviceUnavailable,
-    OcrEngine,
-    TextLine,
-    resolve_device,
-)
+from ocr_backend.engine import OcrEngine
+from ocr_backend.errors import DeviceUnavailable, WeightsMissing
+from ocr_backend.ocr.lines import TextLine
+from ocr_backend.ocr.reader import resolve_device
+from ocr_backend.ocr.weights import locate_weights
 from ocr_backend.settings import Settings
-from ocr_backend.weights import WeightsMissing, locate_weights
 
 try:
     import torch

@@ -20,7 +20,8 @@ from faultserver import FaultServer, SilentServer, closed_port
 from PIL import Image
 
 from ocr_backend.api import create_app
-from ocr_backend.images import ImageFetcher, ImageFetchError, new_http_client
+from ocr_backend.errors import ImageFetchError
+from ocr_backend.images.fetch import ImageFetcher, new_http_client
 
 BOMB_BODY = (
     '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'

@@ -22,8 +22,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ocr_backend import netguard
 from ocr_backend.api import create_app
+from ocr_backend.images import netguard
 
 REAL_GETADDRINFO = socket.getaddrinfo
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from PIL import Image
 
-from ocr_backend.image_cache import ImageCache, image_key
+from ocr_backend.images.cache import ImageCache, image_key
 
 
 def picture(width: int = 10, height: int = 10) -> Image.Image:

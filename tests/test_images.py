@@ -13,13 +13,9 @@ import pytest
 from drawing import draw_page
 from PIL import Image
 
-from ocr_backend.images import (
-    ImageDecodeError,
-    ImageFetcher,
-    ImageFetchError,
-    decode_image,
-    new_http_client,
-)
+from ocr_backend.errors import ImageDecodeError, ImageFetchError
+from ocr_backend.images.decode import decode_image
+from ocr_backend.images.fetch import ImageFetcher, new_http_client
 
 LIMIT = 50_000_000
 

@@ -16,8 +16,8 @@ from PIL import Image
 from test_api import ls_predict_body
 
 from ocr_backend.api import create_app
-from ocr_backend.engine import TextLine
-from ocr_backend.interactive import drawn_regions, reading_order
+from ocr_backend.label_studio.regions import drawn_regions, reading_order
+from ocr_backend.ocr.lines import TextLine
 
 PAGE_LINES = ["SHIPPING LABEL", "Order 4711", "Berlin"]
 

@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from label_studio_server import LabelStudioServer
 
 from ocr_backend.api import create_app
-from ocr_backend.images import new_http_client
-from ocr_backend.label_studio import LabelStudio, LabelStudioImageFetcher, label_studio_urls
-from ocr_backend.label_studio_auth import LabelStudioAuth, is_jwt, jwt_claims, renewal_delay
-from ocr_backend.projects import STORE_DIR, ProjectSetup
+from ocr_backend.images.fetch import new_http_client
+from ocr_backend.label_studio.projects import STORE_DIR, ProjectSetup
+from ocr_backend.label_studio.storage import LabelStudio, LabelStudioImageFetcher, label_studio_urls
+from ocr_backend.label_studio.tokens import LabelStudioAuth, is_jwt, jwt_claims, renewal_delay
 
 PROJECT = "1.1763892800"
 LIMIT = 50_000_000
@@ -103,8 +103,8 @@ async def test_each_kind_of_reference_arrives_with_a_pat_sent_only_to_label_stud
         fetcher = LabelStudioImageFetcher(
             client, max_bytes=LIMIT, settings=with_token(settings, label_studio, pat)
         )
-        with fetcher.serving(None):
-            assert await fetcher.fetch(ref, task_id=7) == data
+        connection = fetcher.connect(None)
+        assert await fetcher.fetch(ref, task_id=7, label_studio=connection) == data
     (access,) = label_studio.access_tokens
     assert set(authorizations(label_studio.image_requests())) == {f"Bearer {access}"}
     assert label_studio.refreshes == 1
@@ -129,8 +129,8 @@ async def test_a_legacy_key_goes_as_token_and_never_across_the_presign_redirect(
     async with new_http_client(5) as client:
         fetcher = LabelStudioImageFetcher(client, max_bytes=LIMIT, settings=settings)
         setup = ProjectSetup(OCR_TEMPLATE, label_studio.host, label_studio.legacy_key)
-        with fetcher.serving(setup):
-            assert await fetcher.fetch(ref, task_id=3) == data
+        connection = fetcher.connect(setup)
+        assert await fetcher.fetch(ref, task_id=3, label_studio=connection) == data
     assert set(authorizations(label_studio.image_requests())) == {
         f"Token {label_studio.legacy_key}"
     }
@@ -149,10 +149,14 @@ async def test_uploads_fall_back_to_data_upload_where_the_storage_proxy_is_missi
         fetcher = LabelStudioImageFetcher(
             client, max_bytes=LIMIT, settings=with_token(settings, label_studio, key)
         )
-        with fetcher.serving(None):
-            assert await fetcher.fetch("/data/upload/1/x.png", task_id=1) == data
-            label_studio.uploads["upload/1/y.png"] = data
-            assert await fetcher.fetch("/data/upload/1/y.png", task_id=2) == data
+        connection = fetcher.connect(None)
+        assert (
+            await fetcher.fetch("/data/upload/1/x.png", task_id=1, label_studio=connection) == data
+        )
+        label_studio.uploads["upload/1/y.png"] = data
+        assert (
+            await fetcher.fetch("/data/upload/1/y.png", task_id=2, label_studio=connection) == data
+        )
     assert [path for path, _ in label_studio.image_requests()] == [
         "/storage-data/uploaded/?filepath=upload/1/x.png",
         "/data/upload/1/x.png",
@@ -169,8 +173,8 @@ async def test_public_urls_get_no_token(settings, label_studio, storage):
             max_bytes=LIMIT,
             settings=with_token(settings, label_studio, label_studio.personal_access_token),
         )
-        with fetcher.serving(None):
-            await fetcher.fetch(storage.url("public.png"), task_id=1)
+        connection = fetcher.connect(None)
+        await fetcher.fetch(storage.url("public.png"), task_id=1, label_studio=connection)
     assert authorizations(storage.requests) == [None]
     assert label_studio.requests == []  # not even a token exchange
 
@@ -215,16 +219,18 @@ async def test_the_pat_is_exchanged_once_per_expiry_however_many_tasks_ask(
         fetcher = LabelStudioImageFetcher(
             client, max_bytes=LIMIT, settings=with_token(settings, label_studio, pat)
         )
-        with fetcher.serving(None):
-            # Ten tasks at once, then three requests more within the token's life.
-            await asyncio.gather(*(fetcher.fetch("/data/upload/1/x.png", 1) for _ in range(10)))
-            for _ in range(3):
-                await fetcher.fetch("/data/upload/1/x.png", 1)
-            assert label_studio.refreshes == 1
-            await asyncio.sleep(2.1)  # the access token has expired
-            for _ in range(3):
-                await fetcher.fetch("/data/upload/1/x.png", 1)
-            assert label_studio.refreshes == 2
+        connection = fetcher.connect(None)
+        # Ten tasks at once, then three requests more within the token's life.
+        await asyncio.gather(
+            *(fetcher.fetch("/data/upload/1/x.png", 1, label_studio=connection) for _ in range(10))
+        )
+        for _ in range(3):
+            await fetcher.fetch("/data/upload/1/x.png", 1, label_studio=connection)
+        assert label_studio.refreshes == 1
+        await asyncio.sleep(2.1)  # the access token has expired
+        for _ in range(3):
+            await fetcher.fetch("/data/upload/1/x.png", 1, label_studio=connection)
+        assert label_studio.refreshes == 2
     rejected = [p for p, h in label_studio.image_requests() if "Bearer" not in h["Authorization"]]
     assert rejected == []
 
@@ -238,10 +244,10 @@ async def test_an_access_token_refused_early_is_exchanged_again_once_and_retried
         fetcher = LabelStudioImageFetcher(
             client, max_bytes=LIMIT, settings=with_token(settings, label_studio, pat)
         )
-        with fetcher.serving(None):
-            await fetcher.fetch("/data/upload/1/x.png", 1)
-            label_studio.revoke_access_tokens()  # e.g. Label Studio restarted with a new secret
-            assert await fetcher.fetch("/data/upload/1/x.png", 1) == data
+        connection = fetcher.connect(None)
+        await fetcher.fetch("/data/upload/1/x.png", 1, label_studio=connection)
+        label_studio.revoke_access_tokens()  # e.g. Label Studio restarted with a new secret
+        assert await fetcher.fetch("/data/upload/1/x.png", 1, label_studio=connection) == data
     assert label_studio.refreshes == 2
     statuses = [h.get("Authorization", "")[:6] for _, h in label_studio.image_requests()]
     assert statuses == ["Bearer"] * 3  # the first, the refused one, the retry
@@ -370,8 +376,9 @@ class TestErrors:
         configured = with_token(settings, label_studio, token, **changes)
         async with new_http_client(configured.fetch_timeout) as client:
             fetcher = LabelStudioImageFetcher(client, max_bytes=LIMIT, settings=configured)
-            with fetcher.serving(None), pytest.raises(Exception) as caught:
-                await fetcher.fetch(ref, task_id=5)
+            connection = fetcher.connect(None)
+            with pytest.raises(Exception) as caught:
+                await fetcher.fetch(ref, task_id=5, label_studio=connection)
         return str(caught.value)
 
     async def test_a_wrong_pat(self, settings, label_studio):

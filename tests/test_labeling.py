@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import OCR_TEMPLATE
 
-from ocr_backend.labeling import Geometry, LabelConfigError, OcrTargets, parse_label_config
+from ocr_backend.errors import LabelConfigError
+from ocr_backend.label_studio.config import Geometry, OcrTargets, parse_label_config
 
 
 def test_the_stock_ocr_template():

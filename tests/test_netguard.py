@@ -14,8 +14,9 @@ import httpcore
 import pytest
 from faultserver import FaultServer
 
-from ocr_backend import netguard
-from ocr_backend.images import ImageFetcher, ImageFetchError, new_http_client
+from ocr_backend.errors import ImageFetchError
+from ocr_backend.images import netguard
+from ocr_backend.images.fetch import ImageFetcher, new_http_client
 
 LIMIT = 50_000_000
 REAL_GETADDRINFO = socket.getaddrinfo

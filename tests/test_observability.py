@@ -13,6 +13,7 @@ from faultserver import closed_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from ocr_backend.api import create_app
+from tests.support.asgi import services_of
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -113,7 +114,7 @@ def test_an_unexpected_error_is_a_500_naming_the_request_id_and_the_service_goes
         assert "engine fault injected" not in response.text
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert any(r.exc_info and request_id in r.getMessage() for r in errors)
-        assert c.app.state.queue.waiting == 0  # the failed request left the queue
+        assert services_of(c).queue.waiting == 0  # the failed request left the queue
         assert c.get("/health").json()["status"] == "UP"
 
 

@@ -13,16 +13,18 @@ from drawing import draw_page
 from PIL import Image
 from pydantic import ValidationError
 
-from ocr_backend.engine import EngineError, OcrEngine, TextLine
-from ocr_backend.onnx_craft import (
+from ocr_backend.engine import OcrEngine
+from ocr_backend.errors import EngineError
+from ocr_backend.ocr.lines import TextLine
+from ocr_backend.ocr.onnx_craft import (
     OnnxCraft,
     export_name,
     file_md5,
     load_onnx_craft,
     use_onnx_detector,
 )
+from ocr_backend.ocr.weights import locate_weights
 from ocr_backend.settings import Settings, format_settings_error
-from ocr_backend.weights import locate_weights
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +138,7 @@ def test_the_exported_file_is_reused_on_the_next_load(
 ):
     path = exported_file(onnx_dir, craft_weights)
     before = path.stat().st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="ocr_backend.onnx_craft"):
+    with caplog.at_level(logging.INFO, logger="ocr_backend.ocr.onnx_craft"):
         _, loaded = load_onnx_craft(torch_net, craft_weights, onnx_dir, threads=1)
     assert loaded == path
     assert path.stat().st_mtime_ns == before
@@ -173,7 +175,7 @@ def test_a_damaged_export_is_created_again(
             # ONNX Runtime still loads this; only comparing outputs finds it.
             file.seek(size // 2)
             file.write(b"\x7f" * 65536)
-    with caplog.at_level(logging.INFO, logger="ocr_backend.onnx_craft"):
+    with caplog.at_level(logging.INFO, logger="ocr_backend.ocr.onnx_craft"):
         craft, loaded = load_onnx_craft(torch_net, craft_weights, tmp_path, threads=1)
     assert "exporting it again" in caplog.text
     assert loaded == path and path.stat().st_size == size

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ocr_backend.projects import ProjectSetup, ProjectStore
+from ocr_backend.label_studio.projects import ProjectSetup, ProjectStore
 
 SRC = str(Path(__file__).parents[1] / "src")
 
@@ -22,7 +22,7 @@ def run_python(code: str) -> subprocess.Popen:
 
 def test_another_process_reads_what_one_process_stored(tmp_path):
     child = run_python(f"""
-        from ocr_backend.projects import ProjectSetup, ProjectStore
+        from ocr_backend.label_studio.projects import ProjectSetup, ProjectStore
         ProjectStore({str(tmp_path)!r}).save(
             "4.17", ProjectSetup("<View/>", "http://ls:8080", "secret-key")
         )
@@ -37,7 +37,7 @@ def test_another_process_reads_what_one_process_stored(tmp_path):
 
 def test_two_processes_writing_at_once_leave_one_whole_file(tmp_path):
     writer = """
-        from ocr_backend.projects import ProjectSetup, ProjectStore
+        from ocr_backend.label_studio.projects import ProjectSetup, ProjectStore
         store = ProjectStore({root!r})
         for n in range(200):
             store.save("9.1", ProjectSetup("{tag}" * 5000, "http://{tag}:8080", "{tag}"))

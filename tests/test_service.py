@@ -19,6 +19,7 @@ from drawing import draw_page
 from ocr_backend.api import create_app
 from ocr_backend.engine import OcrEngine
 from ocr_backend.settings import Settings
+from tests.support.asgi import async_client
 
 
 def wait_healthy(url: str, process: subprocess.Popen, limit: float) -> float:
@@ -71,19 +72,17 @@ async def test_health_answers_at_once_while_the_engine_is_busy(
 ):
     app = create_app(settings, engine=engine)
     image, _ = draw_page(["STILL HEALTHY"] * 8, font_size=48)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            reading = asyncio.ensure_future(engine.read(np.asarray(image)))
-            await asyncio.sleep(0.2)  # OCR is now running in the pool
-            latencies = []
-            while not reading.done():
-                started = time.perf_counter()
-                response = await client.get("/health")
-                latencies.append(time.perf_counter() - started)
-                assert response.json()["status"] == "UP"
-                await asyncio.sleep(0.05)
-            await reading
+    async with async_client(app) as (client, _):
+        reading = asyncio.ensure_future(engine.read(np.asarray(image)))
+        await asyncio.sleep(0.2)  # OCR is now running in the pool
+        latencies = []
+        while not reading.done():
+            started = time.perf_counter()
+            response = await client.get("/health")
+            latencies.append(time.perf_counter() - started)
+            assert response.json()["status"] == "UP"
+            await asyncio.sleep(0.05)
+        await reading
     assert len(latencies) >= 3
     assert max(latencies) < 0.5  # Label Studio gives /health one second
 

@@ -47,8 +47,9 @@ def main() -> int:
 def serve(settings: Settings) -> int:
     # Imported after validation so a wrong setting is reported in well under a second.
     from .api import create_app
-    from .engine import EngineError, OcrEngine, resolve_device
-    from .weights import WeightsError, locate_weights
+    from .engine import OcrEngine
+    from .errors import StartupError
+    from .ocr.reader import check_startup
 
     try:
         if settings.workers == 1:
@@ -56,10 +57,9 @@ def serve(settings: Settings) -> int:
             app: object = create_app(settings, engine=OcrEngine.load(settings))
         else:
             # Each worker loads its own engine; check what would stop them all first.
-            resolve_device(settings.device)
-            locate_weights(settings.lang_list, settings.model_dir, settings.model_download)
+            check_startup(settings)
             app = "ocr_backend.api:create_app_from_env"
-    except (EngineError, WeightsError) as exc:
+    except StartupError as exc:
         print(f"ocr-backend: {exc}", file=sys.stderr)
         return 1
 

@@ -1,62 +1,18 @@
-"""The HTTP face of the service: app factory, lifespan and routes."""
+"""The app factory: wiring only. Routes are in http/routes.py, what they need in http/deps.py."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Annotated, Any
-
-import anyio.to_thread
-from fastapi import Body, FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from . import __version__, errors, metrics
-from .admission import AdmissionQueue, QueueFull, TooManyTasks
-from .auth import BasicAuthMiddleware
+from . import __version__
 from .engine import OcrEngine
-from .examples import (
-    PREDICT_EXAMPLES,
-    PREDICT_RESPONSE_EXAMPLE,
-    SETUP_EXAMPLES,
-    WEBHOOK_EXAMPLES,
-)
-from .images import new_http_client
-from .interactive import drawn_regions, predict_drawn
-from .label_studio import LabelStudioImageFetcher
-from .labeling import LabelConfigError, OcrTargets, parse_label_config
-from .observe import ObservabilityMiddleware, current
-from .predictor import Predictor, model_version
-from .projects import STORE_DIR, ProjectSetup, ProjectStore
-from .schemas import (
-    ErrorResponse,
-    PredictRequest,
-    PredictResponse,
-    SetupRequest,
-    SetupResponse,
-    VersionsResponse,
-    WebhookRequest,
-    WebhookResponse,
-)
+from .http import handlers
+from .http.auth import BasicAuthMiddleware
+from .http.lifespan import lifespan_for
+from .http.observe import ObservabilityMiddleware
+from .http.routes import router
 from .settings import Settings
-
-log = logging.getLogger(__name__)
-
-# /predict's 422: FastAPI's list of field errors, or one sentence about the label config.
-UNPROCESSABLE: dict[str, Any] = {
-    "description": "The body is not a predict request, or its label config cannot be served",
-    "content": {
-        "application/json": {
-            "schema": {
-                "anyOf": [
-                    {"$ref": "#/components/schemas/HTTPValidationError"},
-                    {"$ref": "#/components/schemas/ErrorResponse"},
-                ]
-            }
-        }
-    },
-}
-
 
 API_DESCRIPTION = """
 Connect this service from Label Studio (*Project → Settings → Model*) to get
@@ -70,48 +26,16 @@ template and an inline image of the word HELLO.
 
 def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
     """Build the service. With no engine given, the lifespan loads one before serving."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = engine is None
-        # Loading takes seconds: off the event loop, and done before the port serves.
-        ocr = engine or await anyio.to_thread.run_sync(OcrEngine.load, settings)
-        client = new_http_client(
-            settings.fetch_timeout, allow_private=settings.allow_private_networks
-        )
-        async with client:
-            fetcher = LabelStudioImageFetcher(
-                client, max_bytes=settings.max_image_bytes, settings=settings
-            )
-            app.state.engine = ocr
-            app.state.label_studio_images = fetcher
-            app.state.predictor = Predictor(ocr, fetcher, settings)
-            app.state.queue = AdmissionQueue(
-                settings.max_queue,
-                seconds_per_image=lambda: ocr.seconds_per_image,
-                threads=ocr.threads,
-            )
-            try:
-                yield
-            finally:
-                metrics.forget_this_process()
-                if owned:
-                    ocr.close()
-
     # The docs page's JavaScript and CSS are served from here, not a CDN: it works offline.
     app = FastAPIOffline(
         title="ocr-backend",
         version=__version__,
         summary="Label Studio ML backend: OCR pre-annotations with EasyOCR",
         description=API_DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=lifespan_for(settings, engine),
     )
-    app.state.settings = settings
-    # What /setup sent, per project, where every worker process sees it (WORKERS > 1).
-    app.state.projects = ProjectStore(settings.model_dir / STORE_DIR)
-    version = model_version(settings)
-    if settings.auth_enabled:
-        assert settings.basic_auth_user is not None and settings.basic_auth_pass is not None
+    app.include_router(router)
+    if settings.basic_auth_user is not None and settings.basic_auth_pass is not None:
         app.add_middleware(
             BasicAuthMiddleware,
             username=settings.basic_auth_user,
@@ -119,133 +43,7 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         )
     # Outermost: 401s get a request id and a log line too.
     app.add_middleware(ObservabilityMiddleware)
-    errors.install(app)
-
-    def targets_for(config: str) -> OcrTargets:
-        return parse_label_config(config, settings.label_mappings)
-
-    @app.get("/", summary="Service information")
-    async def index(request: Request) -> dict[str, Any]:
-        return {"name": "ocr-backend", "version": __version__, "health": "/health", "docs": "/docs"}
-
-    @app.get("/health", summary="Liveness for Label Studio (1 s timeout on its side)")
-    async def health(request: Request) -> dict[str, Any]:
-        # Never waits on the engine: Label Studio gives this call one second.
-        ocr: OcrEngine = request.app.state.engine
-        return {
-            "status": "UP",
-            "model_class": "EasyOCR",
-            "device": ocr.device,
-            "languages": list(ocr.languages),
-            "model_version": version,
-        }
-
-    @app.get(
-        "/metrics",
-        summary="Prometheus metrics, summed over all worker processes",
-        response_class=Response,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-    )
-    async def prometheus_metrics() -> Response:
-        body, content_type = metrics.render()
-        return Response(body, media_type=content_type)
-
-    @app.post(
-        "/setup",
-        summary="Label Studio connects a project",
-        response_model=SetupResponse,
-        responses={400: {"model": ErrorResponse, "description": "A config it cannot serve"}},
-    )
-    async def setup(
-        body: Annotated[SetupRequest, Body(openapi_examples=SETUP_EXAMPLES)], request: Request
-    ) -> SetupResponse:
-        """Check that the project's label config can be served; answer the model version."""
-        # Label Studio gives /setup 3 s: parse the config, never load anything.
-        try:
-            targets_for(body.label_config)
-        except LabelConfigError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
-        request.app.state.projects.save(
-            body.project, ProjectSetup(body.label_config, body.hostname, body.access_token)
-        )
-        return SetupResponse(model_version=version)
-
-    @app.post(
-        "/predict",
-        summary="Pre-annotate tasks: one prediction per task, in task order",
-        response_model=PredictResponse,
-        response_model_exclude_none=True,
-        responses={
-            200: {"content": {"application/json": {"example": PREDICT_RESPONSE_EXAMPLE}}},
-            400: {"model": ErrorResponse, "description": "The body is not UTF-8 text"},
-            422: UNPROCESSABLE,
-            413: {"model": ErrorResponse, "description": "More tasks than MAX_QUEUE"},
-            503: {"model": ErrorResponse, "description": "The OCR queue is full; retry later"},
-        },
-    )
-    async def predict(
-        body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)], request: Request
-    ) -> PredictResponse:
-        """Read every line of text in each task's image: one region per line.
-
-        A task whose image cannot be fetched or decoded gets an empty result and
-        an `error`; the other tasks are not affected.
-        """
-        context = current()
-        context.tasks = len(body.tasks)
-        stored: ProjectSetup | None = request.app.state.projects.load(body.project)
-        config = body.label_config or (stored.label_config if stored else None)
-        if not config:
-            raise HTTPException(
-                status_code=422,
-                detail="label_config is missing and /setup was not called for project "
-                f"{body.project!r}: send the project's label config XML in label_config",
-            )
-        try:
-            targets = targets_for(config)
-        except LabelConfigError as exc:
-            raise HTTPException(status_code=422, detail=f"label_config: {exc}") from None
-        predictor: Predictor = request.app.state.predictor
-        drawn = drawn_regions(body.params.context if body.params else None)
-        queue: AdmissionQueue = request.app.state.queue
-        try:
-            with (
-                queue.admit(len(body.tasks)),
-                request.app.state.label_studio_images.serving(stored),
-            ):
-                if drawn is not None:  # interactive: read only what the user just drew
-                    results = await predict_drawn(predictor, body.tasks, targets, drawn)
-                else:
-                    results = await predictor.predict(body.tasks, targets)
-        except QueueFull as exc:
-            context.outcome = "queue full"
-            raise HTTPException(
-                status_code=503, detail=str(exc), headers={"Retry-After": str(exc.retry_after)}
-            ) from None
-        except TooManyTasks as exc:
-            raise HTTPException(status_code=413, detail=str(exc)) from None
-        context.failed = sum(1 for result in results if result.error)
-        return PredictResponse(results=results)
-
-    @app.post(
-        "/webhook",
-        summary="Annotation events and training requests",
-        response_model=WebhookResponse,
-        responses={400: {"model": ErrorResponse, "description": "The body is not UTF-8 text"}},
-    )
-    async def webhook(
-        body: Annotated[WebhookRequest, Body(openapi_examples=WEBHOOK_EXAMPLES)],
-    ) -> WebhookResponse:
-        return WebhookResponse(
-            status="ok", detail="EasyOCR is not trained by this backend; the event was ignored"
-        )
-
-    @app.get(
-        "/versions", summary="Model versions this backend serves", response_model=VersionsResponse
-    )
-    async def versions() -> VersionsResponse:
-        return VersionsResponse(versions=[version])
-
+    handlers.install(app)
     return app
 
 

@@ -7,8 +7,8 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .engine import Point, TextLine
-from .labeling import Geometry, OcrTargets
+from .label_studio.config import Geometry, OcrTargets
+from .ocr.lines import Point, TextLine
 
 AXIS_TOLERANCE_PX = 1.0
 

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .metrics import ENGINE_LOAD_SECONDS, OCR_SECONDS
-from .weights import locate_weights, one_folder
+from .ocr.ink import ink_box, ink_mask, is_one_line
+from .ocr.lines import TextLine, to_text_line
+from .ocr.reader import reader_factory
 
 if TYPE_CHECKING:
     import easyocr
@@ -28,50 +28,6 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-Point = tuple[float, float]
-
-
-class EngineError(Exception):
-    """The engine cannot start; the message says what to do."""
-
-
-class DeviceUnavailable(EngineError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class TextLine:
-    """One line of text EasyOCR found: four corners in pixels, clockwise from top-left."""
-
-    polygon: tuple[Point, Point, Point, Point]
-    text: str
-    score: float
-
-
-def resolve_device(requested: str | None) -> str:
-    """`cpu`, `cuda:N`; unset means the first GPU when there is one. Never falls back silently."""
-    import torch
-
-    if requested is None:
-        device = "cuda:0" if torch.cuda.is_available() else "cpu"
-        log.info("DEVICE unset: using %s", device)
-        return device
-    if requested == "cpu":
-        return "cpu"
-    index = int(requested.partition(":")[2] or 0)
-    if not torch.cuda.is_available():
-        raise DeviceUnavailable(
-            f"DEVICE={requested} but CUDA is not available on this machine "
-            "(no NVIDIA GPU or driver visible to PyTorch). Set DEVICE=cpu, or leave it unset."
-        )
-    count = torch.cuda.device_count()
-    if index >= count:
-        raise DeviceUnavailable(
-            f"DEVICE={requested} but this machine has {count} CUDA device(s): "
-            f"use one of {', '.join(f'cuda:{i}' for i in range(count))}, or DEVICE=cpu."
-        )
-    return f"cuda:{index}"
 
 
 class OcrEngine:
@@ -128,40 +84,11 @@ class OcrEngine:
 
     @classmethod
     def load(cls, settings: Settings) -> OcrEngine:
-        """Locate the weights, pick the device, load EasyOCR. Raises EngineError, WeightsError."""
+        """Locate the weights, pick the device, load EasyOCR. Raises StartupError."""
         import easyocr
-        import torch
 
         started = time.perf_counter()
-        device = resolve_device(settings.device)
-        weights = locate_weights(settings.lang_list, settings.model_dir, settings.model_download)
-        if device == "cpu":
-            # THREADS readers share the cores; more torch threads than cores only thrash.
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // settings.threads))
-
-        def build_reader() -> easyocr.Reader:
-            with one_folder(weights) as folder:
-                reader = easyocr.Reader(
-                    list(settings.lang_list),
-                    gpu=device,
-                    model_storage_directory=str(folder),
-                    # EasyOCR creates this folder; never inside site-packages.
-                    user_network_directory=str(settings.model_dir / "user_network"),
-                    download_enabled=False,
-                    verbose=False,
-                )
-            if settings.detector_runtime == "onnx":
-                from .onnx_craft import use_onnx_detector
-
-                use_onnx_detector(
-                    reader, device=device, weights=weights, model_dir=settings.model_dir
-                )
-            # torch sets itself up on the first call: pay that now, not in the first request.
-            warm_up = np.full((64, 256, 3), 255, dtype=np.uint8)
-            warm_up[24:40, 32:224] = 0
-            reader.readtext(warm_up)
-            return reader
-
+        build_reader, device = reader_factory(settings)
         engine = cls(
             build_reader,
             languages=settings.lang_list,
@@ -188,7 +115,7 @@ class OcrEngine:
         took = time.perf_counter() - started
         OCR_SECONDS.observe(took)
         self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * took
-        return [_to_text_line(box, text, score) for box, text, score in found]
+        return [to_text_line(box, text, score) for box, text, score in found]
 
     async def read(self, image: np.ndarray) -> list[TextLine]:
         """`read_sync` in the engine's thread pool."""
@@ -204,29 +131,19 @@ class OcrEngine:
         when that finds nothing in a crop that is not blank (a lone character
         under its size limit), the crop is recognised whole after all.
         """
-        ink = _ink(crop)
+        ink = ink_mask(crop)
         if not ink.any():
             return []
-        if _is_one_line(ink):
+        if is_one_line(ink):
             return self._recognize_whole(crop, ink)
         return self.read_sync(crop) or self._recognize_whole(crop, ink)
 
     def _recognize_whole(self, crop: np.ndarray, ink: np.ndarray) -> list[TextLine]:
         """Recognise the crop's ink as one line, in a box as tight as detection would draw."""
-        height, width = crop.shape[:2]
-        rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-        top, bottom, left, right = rows[0], rows[-1] + 1, columns[0], columns[-1] + 1
-        # EasyOCR's own margin around a detected box (readtext's add_margin=0.1).
-        margin = int(0.1 * min(bottom - top, right - left)) + 1
-        box = [
-            max(0, left - margin),
-            min(width, right + margin),
-            max(0, top - margin),
-            min(height, bottom + margin),
-        ]
+        box = list(ink_box(ink))
         # `recognize` greys the crop as `readtext` does.
         found = self.reader.recognize(crop, horizontal_list=[box], free_list=[])
-        return [_to_text_line(box, text, score) for box, text, score in found if str(text).strip()]
+        return [to_text_line(box, text, score) for box, text, score in found if str(text).strip()]
 
     async def read_region(self, crop: np.ndarray) -> list[TextLine]:
         """`read_region_sync` in the engine's thread pool."""
@@ -235,33 +152,3 @@ class OcrEngine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-INK_CONTRAST = 48  # grey levels between paper and ink; JPEG noise stays below it
-
-
-def _ink(image: np.ndarray) -> np.ndarray:
-    """Where the crop differs clearly from its paper (its most common shade)."""
-    if image.size == 0:
-        return np.zeros(image.shape[:2], dtype=bool)
-    grey = image.mean(axis=2) if image.ndim == 3 else image.astype(np.float64)
-    return np.abs(grey - np.median(grey)) > INK_CONTRAST
-
-
-def _is_one_line(ink: np.ndarray) -> bool:
-    """One band of inked rows between blank ones, and wider than tall, as a line is.
-
-    Two lines that touch with no blank row between them would pass as one; the
-    width check catches most such blocks, and ordinary line spacing leaves a gap.
-    """
-    width = ink.shape[1]
-    inked = ink.sum(axis=1) >= max(2, width * 0.003)  # a stray noise pixel is no ink
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], inked.astype(np.int8), [0]))))
-    heights = edges[1::2] - edges[::2]
-    bands = heights[heights >= 2]  # a speck of one row is no line either
-    return len(bands) == 1 and bands[0] * 2 <= width
-
-
-def _to_text_line(box: Any, text: str, score: Any) -> TextLine:
-    corners = tuple((float(x), float(y)) for x, y in box)
-    return TextLine(polygon=corners, text=str(text), score=float(score))  # type: ignore[arg-type]

@@ -1,67 +1,134 @@
-"""Answers to requests that are not what Label Studio sends, in words a user can act on.
+"""Every exception the service raises on purpose, in one leaf module.
 
-`detail` stays FastAPI's list of errors (clients parse it), without the
-`input` FastAPI echoes back: the input can hold Label Studio's access token or
-the user's password (`params.password`). `message` says the same in one line
-that Label Studio can show as it is.
+Each message is meant for a person: it says what is wrong and what to do,
+and never echoes a secret or a response body. The tree:
+
+    OcrBackendError
+    ├── StartupError            the service cannot start (`ocr-backend` exits 1)
+    │   ├── EngineError             EasyOCR or its detector cannot be loaded
+    │   │   └── DeviceUnavailable       DEVICE names a GPU this machine lacks
+    │   └── WeightsError            the weights for LANG_LIST cannot be had
+    │       └── WeightsMissing          ...a file is neither in MODEL_DIR nor downloadable
+    ├── RequestError            the whole request is refused (its `status_code`)
+    │   ├── LabelConfigError        the label config cannot be served (400, 422)
+    │   ├── TooManyTasks            more tasks than MAX_QUEUE (413)
+    │   └── QueueFull               the OCR queue is full now (503 with Retry-After)
+    └── TaskError               one task cannot be predicted (its `reason`, for metrics);
+        │                       the other tasks of the request are answered as usual
+        ├── ImageFetchError         its image could not be fetched
+        │   ├── ImageStatusError        ...the server answered, but not with the image
+        │   └── LabelStudioError        ...Label Studio would not give it
+        └── ImageDecodeError        its bytes are not an image that can be read
+
+This module imports nothing of the package, so every layer can raise these.
 """
 
 from __future__ import annotations
 
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse, Response
-
-EXAMPLE_BODY = '{"tasks": [{"id": 1, "data": {"ocr": "https://..."}}], "label_config": "<View>..."}'
+class OcrBackendError(Exception):
+    """The root: every error the service raises on purpose."""
 
 
-def explain(error: dict[str, Any]) -> str:
-    """One validation error as a sentence: where, and what is wrong there."""
-    loc = [str(part) for part in error.get("loc", ())]
-    where = ".".join(loc[1:] if loc[:1] == ["body"] else loc)
-    kind = error.get("type", "")
-    if kind == "json_invalid":
-        why = (error.get("ctx") or {}).get("error", "cannot be parsed")
-        return f"The request body is not valid JSON ({why}). Send a JSON object: {EXAMPLE_BODY}"
-    if kind in ("model_attributes_type", "dict_type") and where == "":
-        return f"The request body must be a JSON object, e.g. {EXAMPLE_BODY}"
-    if kind == "missing":
-        return f'"{where}" is required but missing' if where else "The request body is missing"
-    if kind == "too_short" and where == "tasks":
-        return '"tasks" is empty: send at least one task'
-    message = str(error.get("msg", "is invalid"))
-    return f'"{where}": {message}' if where else message
+# --- start-up ---------------------------------------------------------------------------
 
 
-async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{k: v for k, v in e.items() if k != "input"} for e in exc.errors()]
-    message = "; ".join(dict.fromkeys(explain(e) for e in errors))
-    return JSONResponse(
-        status_code=422,
-        content=jsonable_encoder({"detail": errors, "message": message}),
-    )
+class StartupError(OcrBackendError):
+    """The service cannot start; the message says what to change."""
 
 
-# What FastAPI says when the body is not even text (not UTF-8, broken form data).
-FASTAPI_UNPARSABLE = "There was an error parsing the body"
+class EngineError(StartupError):
+    """The engine cannot start; the message says what to do."""
 
 
-async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-    if exc.status_code == 400 and exc.detail == FASTAPI_UNPARSABLE:
-        return JSONResponse(
-            status_code=400,
-            content={
-                "detail": f"The request body cannot be read: send UTF-8 JSON, e.g. {EXAMPLE_BODY}"
-            },
+class DeviceUnavailable(EngineError):
+    """DEVICE names a CUDA device that this machine does not have."""
+
+
+class WeightsError(StartupError):
+    """The weights for LANG_LIST cannot be had; the message says what to do."""
+
+
+class WeightsMissing(WeightsError):
+    """A weight file is not in MODEL_DIR and cannot be downloaded."""
+
+
+# --- one request, refused whole --------------------------------------------------------
+
+
+class RequestError(OcrBackendError):
+    """The request is refused as a whole, with this HTTP status."""
+
+    status_code = 400
+
+
+class LabelConfigError(RequestError, ValueError):
+    """The config cannot be served; the message tells the user what to add or change."""
+
+    status_code = 422
+
+
+class TooManyTasks(RequestError):
+    status_code = 413
+
+    def __init__(self, tasks: int, limit: int) -> None:
+        super().__init__(
+            f"This request has {tasks} tasks, more than MAX_QUEUE={limit}: send at most "
+            f"{limit} tasks per request (Label Studio's batch size) or raise MAX_QUEUE"
         )
-    return await http_exception_handler(request, exc)
 
 
-def install(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+class QueueFull(RequestError):
+    status_code = 503
+
+    def __init__(self, waiting: int, limit: int, retry_after: int) -> None:
+        super().__init__(
+            f"The OCR queue is full ({waiting} of MAX_QUEUE={limit} images waiting); "
+            f"retry in {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
+# --- one task ---------------------------------------------------------------------------
+
+
+class TaskError(OcrBackendError):
+    """This task cannot be predicted; the message goes into its prediction's `error`.
+
+    `reason` is a short fixed word for metrics (images failed by reason).
+    """
+
+    def __init__(self, message: str, *, reason: str = "task") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ImageFetchError(TaskError):
+    """The task's image could not be fetched."""
+
+    def __init__(self, message: str, *, reason: str = "fetch") -> None:
+        super().__init__(message, reason=reason)
+
+
+class ImageStatusError(ImageFetchError):
+    """The server answered, but not with the image: its status and the start of its answer."""
+
+    def __init__(self, message: str, *, status_code: int, detail: str = "", url: str = "") -> None:
+        super().__init__(message, reason="http_status")
+        self.status_code = status_code
+        self.detail = detail
+        self.url = url  # the URL that answered, after redirects
+
+
+class LabelStudioError(ImageFetchError):
+    """Label Studio would not give a task's image; the message says what to change."""
+
+    def __init__(self, message: str, *, reason: str = "label_studio") -> None:
+        super().__init__(message, reason=reason)
+
+
+class ImageDecodeError(TaskError):
+    """The task's bytes are not an image that can be read."""
+
+    def __init__(self, message: str, *, reason: str = "decode") -> None:
+        super().__init__(message, reason=reason)

@@ -1,9 +1,11 @@
-"""One /predict request: fetch every task's image, read it, convert it, keep task order.
+"""Tasks + context -> one prediction per task, in task order.
 
-Images are fetched and decoded concurrently while the engine reads the ones
-already in hand; a bounded number of images is held at once, across all
-requests, so neither a request of 100 tasks nor 100 requests of one task
-decode 100 images into memory together.
+`Predictor.predict` is the one entry point: it decides between reading the
+whole page and reading only the regions a user just drew (interactive
+pre-annotation). Images are fetched and decoded concurrently while the
+engine reads the ones already in hand; a bounded number of images is held at
+once, across all requests, so neither a request of 100 tasks nor 100
+requests of one task decode 100 images into memory together.
 """
 
 from __future__ import annotations
@@ -13,29 +15,28 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .convert import lines_to_regions
-from .engine import OcrEngine, TextLine
-from .image_cache import ImageCache
-from .images import ImageError, ImageFetcher, decode_image, describe
-from .labeling import OcrTargets
+from .engine import OcrEngine
+from .errors import TaskError
+from .images.cache import ImageCache
+from .images.crop import crop_region
+from .images.decode import decode_image
+from .images.fetch import describe
+from .label_studio.config import OcrTargets
+from .label_studio.regions import DrawnRegion, drawn_regions, reading_order, region_items
+from .label_studio.schemas import Prediction, Task
+from .label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from .metrics import IMAGES_FAILED, IMAGES_FETCHED
-from .observe import current
-from .schemas import Prediction, Task
+from .ocr.lines import TextLine, mean_score
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class TaskError(Exception):
-    """This task cannot be predicted; the message goes into its prediction's `error`."""
-
-    def __init__(self, message: str, *, reason: str = "task") -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 def model_version(settings: Settings) -> str:
@@ -52,8 +53,25 @@ def model_version(settings: Settings) -> str:
     return f"easyocr-{easyocr.__version__}-{'+'.join(settings.lang_list)}-{digest[:8]}"
 
 
+@dataclass(frozen=True)
+class PredictContext:
+    """What one /predict brings beside its tasks.
+
+    `label_studio`: where the project's images live and with which token
+    (None: only the settings name Label Studio). `interactive`: Label
+    Studio's `params.context`, holding what the user just drew, if anything.
+    `request_id`: for the log lines about this request's tasks.
+    """
+
+    label_studio: LabelStudio | None = None
+    interactive: dict[str, Any] | None = None
+    request_id: str = "-"
+
+
 class Predictor:
-    def __init__(self, engine: OcrEngine, fetcher: ImageFetcher, settings: Settings) -> None:
+    def __init__(
+        self, engine: OcrEngine, fetcher: LabelStudioImageFetcher, settings: Settings
+    ) -> None:
         self.engine = engine
         self.fetcher = fetcher
         self.settings = settings
@@ -64,40 +82,74 @@ class Predictor:
         self.slots = asyncio.Semaphore(self.images_in_hand)
         self.image_cache = ImageCache(settings.image_cache_bytes)
 
-    async def predict(self, tasks: Sequence[Task], targets: OcrTargets) -> list[Prediction]:
-        return list(await asyncio.gather(*(self._predict_task(t, targets) for t in tasks)))
+    async def predict(
+        self, tasks: Sequence[Task], targets: OcrTargets, context: PredictContext | None = None
+    ) -> list[Prediction]:
+        """One prediction per task, in order: the whole page, or only the regions drawn."""
+        context = context or PredictContext()
+        drawn = drawn_regions(context.interactive)
+        if drawn is not None:  # interactive: read only what the user just drew
+            return [await self._read_drawn(task, targets, drawn, context) for task in tasks]
+        return list(
+            await asyncio.gather(*(self._read_page(task, targets, context) for task in tasks))
+        )
 
-    async def _predict_task(self, task: Task, targets: OcrTargets) -> Prediction:
+    async def _read_page(
+        self, task: Task, targets: OcrTargets, context: PredictContext
+    ) -> Prediction:
         try:
             async with self.slots:
-                image = await self.load_image(task, targets)
+                image = await self._load_image(task, targets, context)
                 lines = await self.engine.read(np.asarray(image))
-        except (TaskError, ImageError) as exc:
-            return self.failed(task, exc)
-        kept = self.confident(lines)
+        except TaskError as exc:
+            return self._failed(task, exc, context)
+        kept = self._confident(lines)
         return Prediction(
             result=lines_to_regions(kept, targets, image.width, image.height),
             score=mean_score(kept),
             model_version=self.model_version,
         )
 
-    def confident(self, lines: Sequence[TextLine]) -> list[TextLine]:
+    async def _read_drawn(
+        self,
+        task: Task,
+        targets: OcrTargets,
+        regions: Sequence[DrawnRegion],
+        context: PredictContext,
+    ) -> Prediction:
+        try:
+            image = await self._load_image(task, targets, context)
+        except TaskError as exc:
+            return self._failed(task, exc, context)
+        # Copying a large page out of Pillow takes a while: not on the event loop.
+        crops = await asyncio.to_thread(_crops, image, [region.geometry for region in regions])
+        read = await asyncio.gather(
+            *(self.engine.read_region(crop) if crop is not None else _nothing() for crop in crops)
+        )
+        result: list[dict[str, Any]] = []
+        kept_lines: list[TextLine] = []
+        for region, lines in zip(regions, read, strict=True):
+            kept = self._confident(lines)
+            kept_lines.extend(kept)
+            result.extend(region_items(region, targets, reading_order(kept)))
+        return Prediction(
+            result=result, score=mean_score(kept_lines), model_version=self.model_version
+        )
+
+    def _confident(self, lines: Sequence[TextLine]) -> list[TextLine]:
         """The lines read at SCORE_THRESHOLD or above."""
         return [line for line in lines if line.score >= self.settings.score_threshold]
 
-    def failed(self, task: Task, exc: TaskError | ImageError) -> Prediction:
+    def _failed(self, task: Task, exc: TaskError, context: PredictContext) -> Prediction:
         """The prediction of a task whose image could not be had: empty, with the reason."""
         IMAGES_FAILED.labels(exc.reason).inc()
-        log.warning("request %s: task %s: %s", current().id, task.id, exc)
+        log.warning("request %s: task %s: %s", context.request_id, task.id, exc)
         return Prediction(result=[], score=0.0, model_version=self.model_version, error=str(exc))
 
-    async def load_image(self, task: Task, targets: OcrTargets) -> Any:
-        """The task's decoded image, from the cache or fetched. Raises TaskError, ImageError."""
-        image = await self._load_image(task, targets)
-        IMAGES_FETCHED.inc()
-        return image
-
-    async def _load_image(self, task: Task, targets: OcrTargets) -> Any:
+    async def _load_image(
+        self, task: Task, targets: OcrTargets, context: PredictContext
+    ) -> Image.Image:
+        """The task's decoded image, from the cache or fetched. Raises TaskError."""
         ref = task.data.get(targets.image_key)
         if ref is None:
             keys = ", ".join(sorted(task.data)) or "none"
@@ -106,19 +158,29 @@ class Predictor:
                 f"the label config's Image tag reads ${targets.image_key}",
                 reason="no_image_key",
             )
-        return await self.image_cache.get(
-            self.fetcher.cache_key(ref), lambda: self._fetch_and_decode(ref, task.id)
+        image = await self.image_cache.get(
+            self.fetcher.cache_key(ref, context.label_studio),
+            lambda: self._fetch_and_decode(ref, task.id, context.label_studio),
         )
+        IMAGES_FETCHED.inc()
+        return image
 
-    async def _fetch_and_decode(self, ref: Any, task_id: int | None) -> Any:
-        data = await self.fetcher.fetch(ref, task_id=task_id)
+    async def _fetch_and_decode(
+        self, ref: Any, task_id: int | None, label_studio: LabelStudio | None
+    ) -> Image.Image:
+        data = await self.fetcher.fetch(ref, task_id=task_id, label_studio=label_studio)
         try:
             return await asyncio.to_thread(
                 decode_image, data, max_pixels=self.settings.max_image_pixels
             )
-        except ImageError as exc:
+        except TaskError as exc:
             raise TaskError(f"image {describe(ref)}: {exc}", reason=exc.reason) from None
 
 
-def mean_score(lines: Sequence[TextLine]) -> float:
-    return sum(line.score for line in lines) / len(lines) if lines else 0.0
+def _crops(image: Image.Image, geometries: Sequence[dict[str, Any]]) -> list[np.ndarray | None]:
+    pixels = np.asarray(image)
+    return [crop_region(pixels, geometry) for geometry in geometries]
+
+
+async def _nothing() -> list[TextLine]:
+    return []

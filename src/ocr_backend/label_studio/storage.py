@@ -6,8 +6,9 @@ task) and any absolute URL on Label Studio's own host is fetched from Label
 Studio with its token. Everything else goes to `ImageFetcher` as before.
 
 Which Label Studio: LABEL_STUDIO_HOST and LABEL_STUDIO_ACCESS_TOKEN, each
-falling back to what /setup sent for the project. /predict names it for the
-tasks it fetches through `LabelStudioImageFetcher.serving`.
+falling back to what /setup sent for the project. `connect` makes that
+`LabelStudio` connection once per request, and whoever fetches passes it to
+`fetch` and `cache_key` explicitly.
 """
 
 from __future__ import annotations
@@ -15,19 +16,17 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from .images import ImageFetcher, ImageFetchError, ImageStatusError, describe
-from .label_studio_auth import CREATE_PAT, LabelStudioAuth, LabelStudioError, origin
+from ..errors import ImageFetchError, ImageStatusError, LabelStudioError
+from ..images.fetch import ImageFetcher, describe
+from ..settings import Settings
 from .projects import ProjectSetup
-from .settings import Settings
+from .tokens import CREATE_PAT, LabelStudioAuth, origin
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +81,6 @@ def label_studio_urls(ref: str, path: str | None, host: str, task_id: int | None
     return [f"{host}{path}"]
 
 
-current_label_studio: ContextVar[LabelStudio | None] = ContextVar(
-    "current_label_studio", default=None
-)
-
-
 class LabelStudioImageFetcher(ImageFetcher):
     """An ImageFetcher that also fetches what Label Studio holds, with its token."""
 
@@ -125,30 +119,26 @@ class LabelStudioImageFetcher(ImageFetcher):
             )
         return LabelStudio(host=host, auth=auth, own_origins=own)
 
-    @contextmanager
-    def serving(self, setup: ProjectSetup | None) -> Iterator[LabelStudio]:
-        """Within the block, images are fetched from the Label Studio of this project."""
-        label_studio = self.connect(setup)
-        reset = current_label_studio.set(label_studio)
-        try:
-            yield label_studio
-        finally:
-            current_label_studio.reset(reset)
-
-    def cache_key(self, ref: Any) -> Any:
+    def cache_key(self, ref: Any, label_studio: LabelStudio | None = None) -> Any:
         """One relative path on two Label Studio hosts is two images."""
         if not isinstance(ref, str) or ref.startswith("data:"):
             return ref
-        label_studio = current_label_studio.get() or self.connect(None)
+        label_studio = label_studio or self.connect(None)
         if label_studio.path_of(ref.strip()) is None and not is_cloud_uri(ref):
             return ref
         return f"{label_studio.host} {ref}"
 
-    async def fetch(self, ref: str, task_id: int | None = None) -> bytes:
+    async def fetch(
+        self, ref: str, task_id: int | None = None, label_studio: LabelStudio | None = None
+    ) -> bytes:
+        """The bytes of `ref`; what Label Studio holds comes from `label_studio`.
+
+        Without a connection (outside a request) only the settings name Label Studio.
+        """
         if not isinstance(ref, str) or ref.startswith("data:"):
             return await super().fetch(ref, task_id)
         ref = ref.strip()
-        label_studio = current_label_studio.get() or self.connect(None)
+        label_studio = label_studio or self.connect(None)
         path = label_studio.path_of(ref)
         if path is None and not is_cloud_uri(ref):
             try:

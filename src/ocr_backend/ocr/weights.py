@@ -14,15 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import WeightsError, WeightsMissing
+
 log = logging.getLogger(__name__)
-
-
-class WeightsError(Exception):
-    """The weights for LANG_LIST cannot be had; the message says what to do."""
-
-
-class WeightsMissing(WeightsError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,16 +18,13 @@ from typing import Any
 
 import httpx
 
-from .images import ImageFetchError, error_detail
+from ..errors import LabelStudioError
+from ..images.fetch import error_detail
 
 # Three base64url segments: how a JWT looks. Legacy keys are 40 hex digits.
 JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 CREATE_PAT = "create one in Label Studio under Account & Settings > Personal Access Token"
-
-
-class LabelStudioError(ImageFetchError):
-    """Label Studio would not give a task's image; the message says what to change."""
 
 
 def origin(url: httpx.URL | str) -> tuple[str, str, int | None]:

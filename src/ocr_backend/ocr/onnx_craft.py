@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from .engine import EngineError
+from ..errors import EngineError
 
 if TYPE_CHECKING:
     import easyocr

@@ -13,16 +13,14 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml
 from defusedxml.ElementTree import fromstring
 
+from ..errors import LabelConfigError
+
 BACKEND_LABEL = "Text"  # the one class EasyOCR finds; LABEL_MAPPINGS_FILE renames it
 
 EXAMPLE_TEXTAREA = (
     '<TextArea name="transcription" toName="{image}" perRegion="true" '
     'editable="true" displayMode="region-list"/>'
 )
-
-
-class LabelConfigError(ValueError):
-    """The config cannot be served; the message tells the user what to add or change."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,26 +13,10 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .metrics import QUEUE_IMAGES, QUEUE_REJECTED
+from ..errors import QueueFull, TooManyTasks
+from ..metrics import QUEUE_IMAGES, QUEUE_REJECTED
 
 MAX_RETRY_AFTER = 60
-
-
-class QueueFull(Exception):
-    def __init__(self, waiting: int, limit: int, retry_after: int) -> None:
-        super().__init__(
-            f"The OCR queue is full ({waiting} of MAX_QUEUE={limit} images waiting); "
-            f"retry in {retry_after} s"
-        )
-        self.retry_after = retry_after
-
-
-class TooManyTasks(Exception):
-    def __init__(self, tasks: int, limit: int) -> None:
-        super().__init__(
-            f"This request has {tasks} tasks, more than MAX_QUEUE={limit}: send at most "
-            f"{limit} tasks per request (Label Studio's batch size) or raise MAX_QUEUE"
-        )
 
 
 class AdmissionQueue:

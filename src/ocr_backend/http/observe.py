@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .metrics import REQUEST_SECONDS, REQUESTS
+from ..metrics import REQUEST_SECONDS, REQUESTS
 
 log = logging.getLogger("ocr_backend.requests")
 

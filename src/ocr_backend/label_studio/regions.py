@@ -1,33 +1,27 @@
-"""Interactive pre-annotation: read the text inside the regions a user has just drawn.
+"""Interactive pre-annotation: the regions a user has just drawn, and their answer items.
 
 Label Studio sends `/predict` with `params.context.result` holding what the
 user drew. The answer keeps each of those regions as sent (id, geometry,
 labels) and adds its `textarea` item with the text read inside it; nothing
 else on the page is returned. Only areas are read: rectangles (rotated or
-not) and polygons, with or without labels.
+not) and polygons, with or without labels. Pure functions: the predictor
+reads the regions (`Predictor.predict`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .convert import new_region_id
-from .crop import crop_region
-from .engine import TextLine
-from .images import ImageError
-from .labeling import OcrTargets
-from .predictor import Predictor, TaskError, mean_score
-from .schemas import Prediction, Task
+from ..convert import new_region_id
+from ..ocr.lines import TextLine
+from .config import OcrTargets
 
 AREA_TYPES = frozenset({"rectangle", "rectanglelabels", "polygon", "polygonlabels", "labels"})
 GEOMETRY_KEYS = ("x", "y", "width", "height", "rotation", "points", "closed")
-# What every item of one region repeats (PROTOCOL.md, "Region results").
+# What every item of one region repeats (docs/label-studio.md, "Region results").
 SHARED_KEYS = ("to_name", "original_width", "original_height", "image_rotation")
 
 
@@ -135,45 +129,3 @@ def region_items(region: DrawnRegion, targets: OcrTargets, text: str) -> list[di
         "value": {**region.geometry, "text": [text]},
     }
     return [*region.items, textarea]
-
-
-async def predict_drawn(
-    predictor: Predictor,
-    tasks: Sequence[Task],
-    targets: OcrTargets,
-    regions: Sequence[DrawnRegion],
-) -> list[Prediction]:
-    """One prediction per task (Label Studio sends one) holding the drawn regions, read."""
-    return [await _predict_task(predictor, task, targets, regions) for task in tasks]
-
-
-async def _predict_task(
-    predictor: Predictor, task: Task, targets: OcrTargets, regions: Sequence[DrawnRegion]
-) -> Prediction:
-    try:
-        image = await predictor.load_image(task, targets)
-    except (TaskError, ImageError) as exc:
-        return predictor.failed(task, exc)
-    # Copying a large page out of Pillow takes a while: not on the event loop.
-    crops = await asyncio.to_thread(_crops, image, [region.geometry for region in regions])
-    read = await asyncio.gather(
-        *(predictor.engine.read_region(crop) if crop is not None else _nothing() for crop in crops)
-    )
-    result: list[dict[str, Any]] = []
-    kept_lines: list[TextLine] = []
-    for region, lines in zip(regions, read, strict=True):
-        kept = predictor.confident(lines)
-        kept_lines.extend(kept)
-        result.extend(region_items(region, targets, reading_order(kept)))
-    return Prediction(
-        result=result, score=mean_score(kept_lines), model_version=predictor.model_version
-    )
-
-
-def _crops(image: Any, geometries: Sequence[dict[str, Any]]) -> list[np.ndarray | None]:
-    pixels = np.asarray(image)
-    return [crop_region(pixels, geometry) for geometry in geometries]
-
-
-async def _nothing() -> list[TextLine]:
-    return []

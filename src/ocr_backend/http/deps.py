@@ -1,0 +1,91 @@
+"""Typed dependencies: what a route needs arrives as `Annotated[..., Depends(...)]`.
+
+All are `async def`: FastAPI runs a plain `def` dependency in a worker
+thread, a hop that /health (one second on Label Studio's side) need not pay.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Body, Depends, Request
+
+from ..engine import OcrEngine
+from ..label_studio.projects import ProjectSetup, ProjectStore
+from ..label_studio.schemas import PredictRequest
+from ..label_studio.storage import LabelStudio
+from ..predictor import Predictor
+from ..settings import Settings
+from .admission import AdmissionQueue
+from .examples import PREDICT_EXAMPLES
+from .lifespan import STATE_KEY, Services
+from .observe import RequestContext, current
+
+
+async def get_services(request: Request) -> Services:
+    services: Services = getattr(request.state, STATE_KEY)
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+async def get_engine(services: ServicesDep) -> OcrEngine:
+    return services.engine
+
+
+async def get_predictor(services: ServicesDep) -> Predictor:
+    return services.predictor
+
+
+async def get_queue(services: ServicesDep) -> AdmissionQueue:
+    return services.queue
+
+
+async def get_projects(services: ServicesDep) -> ProjectStore:
+    return services.projects
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[OcrEngine, Depends(get_engine)]
+PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+QueueDep = Annotated[AdmissionQueue, Depends(get_queue)]
+ProjectsDep = Annotated[ProjectStore, Depends(get_projects)]
+
+
+async def get_request_context() -> RequestContext:
+    """What this request's log line will say; routes add to it."""
+    return current()
+
+
+RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]
+
+
+async def get_predict_request(
+    body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
+) -> PredictRequest:
+    """/predict's body, shared by the route and the dependencies that read its project."""
+    return body
+
+
+PredictRequestDep = Annotated[PredictRequest, Depends(get_predict_request)]
+
+
+async def get_project_setup(body: PredictRequestDep, projects: ProjectsDep) -> ProjectSetup | None:
+    """What /setup last sent for the project this /predict names, if anything."""
+    return projects.load(body.project)
+
+
+ProjectSetupDep = Annotated[ProjectSetup | None, Depends(get_project_setup)]
+
+
+async def get_label_studio(services: ServicesDep, setup: ProjectSetupDep) -> LabelStudio:
+    """The Label Studio this request's images come from: settings first, then /setup's."""
+    return services.fetcher.connect(setup)
+
+
+LabelStudioDep = Annotated[LabelStudio, Depends(get_label_studio)]
