@@ -1,83 +1,37 @@
-"""The `ocr-backend` command: validate settings, load the engine, serve with uvicorn."""
+"""The `ocr-backend` command. With no subcommand it serves, as `ocr-backend serve` does.
+
+Each subcommand is a module of `commands/` with HELP, `add_arguments(parser)`
+and `run(args) -> exit status`; add one by adding it to COMMANDS.
+"""
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import signal
+import argparse
 import sys
-import tempfile
+from collections.abc import Sequence
+from types import ModuleType
 
-import uvicorn
-from pydantic import ValidationError
+from .commands import serve
 
-from .settings import Settings, format_settings_error
+COMMANDS: dict[str, ModuleType] = {"serve": serve}
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="ocr-backend",
+        description="Label Studio ML backend that pre-annotates text in images with EasyOCR. "
+        "Configured by environment variables (see the README).",
     )
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+    return top
 
 
-def main() -> int:
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        for line in format_settings_error(exc).splitlines():
-            print(f"ocr-backend: {line}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    if settings.workers > 1:
-        # Before prometheus-client is first imported (by .api and .engine below): it
-        # decides then whether metrics are per process or shared through files. A fresh
-        # folder each start, since old files would add a previous run's counts.
-        metrics_dir = tempfile.mkdtemp(prefix="ocr-backend-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        try:
-            return serve(settings)
-        finally:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-    return serve(settings)
-
-
-def serve(settings: Settings) -> int:
-    # Imported after validation so a wrong setting is reported in well under a second.
-    from .api import create_app
-    from .engine import OcrEngine
-    from .errors import StartupError
-    from .ocr.reader import check_startup
-
-    try:
-        if settings.workers == 1:
-            # Load here so the port opens only with a warm engine.
-            app: object = create_app(settings, engine=OcrEngine.load(settings))
-        else:
-            # Each worker loads its own engine; check what would stop them all first.
-            check_startup(settings)
-            app = "ocr_backend.api:create_app_from_env"
-    except StartupError as exc:
-        print(f"ocr-backend: {exc}", file=sys.stderr)
-        return 1
-
-    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal
-    # into the handler it found. A stop that was asked for and done cleanly exits 0.
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop, lambda *_: None)
-    uvicorn.run(
-        app,  # type: ignore[arg-type]
-        factory=settings.workers > 1,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,  # ocr_backend.requests logs each request, with its id
-        timeout_graceful_shutdown=30,
-    )
-    return 0
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return COMMANDS[args.command or "serve"].run(args)
 
 
 if __name__ == "__main__":
