@@ -20,9 +20,11 @@ run: install
 test: install
 	bash scripts/install-test-tools.sh
 	bash scripts/install-label-studio.sh
-	$(VENV)/bin/ruff check src tests bench
+	$(MAKE) lint
 	$(VENV)/bin/python -m pytest
 
+# Style, format and types: part of `make test`.
 lint: install
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy

@@ -10,7 +10,7 @@ import json
 import re
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     Field,
@@ -22,8 +22,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d+)$")
-LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
-DETECTOR_RUNTIMES = ("torch", "onnx")
+LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
+DetectorRuntime = Literal["torch", "onnx"]
 # Values that must never be echoed back in an error message.
 SECRET_FIELDS = frozenset({"basic_auth_pass", "label_studio_access_token"})
 
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     port: int = Field(default=9090, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     threads: int = Field(default=1, ge=1, le=64)
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
 
     basic_auth_user: str | None = None
     basic_auth_pass: SecretStr | None = None
@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     model_download: bool = True
     lang_list: Annotated[tuple[str, ...], NoDecode] = ("mn", "en")
     device: str | None = None
-    detector_runtime: str = "torch"
+    detector_runtime: DetectorRuntime = "torch"
     score_threshold: float = Field(default=0.0, ge=0.0, le=1.0)
     height_ths: float = Field(default=0.5, gt=0.0, le=10.0)
     label_mappings_file: Path | None = None
@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _log_level(cls, value: Any) -> str:
-        return one_of(value, LOG_LEVELS)
+        return one_of(value, get_args(LogLevel))
 
     @field_validator("lang_list", mode="before")
     @classmethod
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     @field_validator("detector_runtime", mode="before")
     @classmethod
     def _detector_runtime(cls, value: Any) -> str:
-        return one_of(value, DETECTOR_RUNTIMES)
+        return one_of(value, get_args(DetectorRuntime))
 
     @field_validator("label_studio_host", mode="before")
     @classmethod
@@ -163,7 +163,10 @@ class Settings(BaseSettings):
 
 
 def one_of(value: Any, allowed: tuple[str, ...]) -> str:
-    """The allowed value that `value` names, whatever its case and surrounding spaces."""
+    """The allowed value that `value` names, whatever its case and surrounding spaces.
+
+    Runs before the Literal type's own check, so the message lists the choices.
+    """
     wanted = str(value).strip().lower()
     for choice in allowed:
         if choice.lower() == wanted:

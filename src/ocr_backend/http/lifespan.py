@@ -47,7 +47,8 @@ def lifespan_for(settings: Settings, engine: OcrEngine | None) -> Lifespan:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
         owned = engine is None
         # Loading takes seconds: off the event loop, and done before the port serves.
-        ocr = engine or await anyio.to_thread.run_sync(OcrEngine.load, settings)
+        ocr = await anyio.to_thread.run_sync(OcrEngine.load, settings) if owned else engine
+        assert ocr is not None
         client = new_http_client(
             settings.fetch_timeout, allow_private=settings.allow_private_networks
         )

@@ -41,8 +41,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
         )
     try:
         image.load()
-        image = ImageOps.exif_transpose(image) or image
-        return to_rgb(image)
+        return to_rgb(ImageOps.exif_transpose(image) or image)
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageDecodeError(f"the image is truncated or corrupt: {exc}") from None
 

@@ -62,6 +62,10 @@ class CachedExportMismatch(Exception):
     """A cached ONNX file loads but does not compute what the weights compute."""
 
 
+# A cached export that cannot be used as it is: exported again.
+UNUSABLE_EXPORT: tuple[type[Exception], ...] = (*ORT_LOAD_ERRORS, CachedExportMismatch)
+
+
 class OnnxCraft:
     """Stands in for EasyOCR's CRAFT module: same call, same outputs, run by ONNX Runtime.
 
@@ -179,7 +183,7 @@ def load_onnx_craft(
         try:
             craft = OnnxCraft.from_file(path, threads)
             craft.check_against(net)
-        except (*ORT_LOAD_ERRORS, CachedExportMismatch) as exc:
+        except UNUSABLE_EXPORT as exc:
             log.warning("ONNX detector %s is unusable (%s): exporting it again", path, exc)
         else:
             log.info("ONNX detector: reusing %s", path)
