@@ -3,7 +3,7 @@
 The metric objects live at module level, as prometheus-client expects: it
 picks between in-process values and files shared by several processes when
 it is first imported, from PROMETHEUS_MULTIPROC_DIR. `ocr-backend` sets that
-variable before this module is imported when WORKERS > 1 (see __main__.py),
+variable before this module is imported when WORKERS > 1 (commands/serve.py),
 so each worker writes its own files and `/metrics`, whichever worker answers
 it, sums them all.
 """

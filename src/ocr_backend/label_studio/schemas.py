@@ -1,4 +1,4 @@
-"""Pydantic models of what Label Studio sends and what it accepts back (PROTOCOL.md)."""
+"""Pydantic models of what Label Studio sends and what it accepts back (docs/label-studio.md)."""
 
 from __future__ import annotations
 
