@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from drawing import draw_page
 
 from ocr_backend.engine import OcrEngine
 from ocr_backend.errors import DeviceUnavailable, WeightsMissing
@@ -20,6 +19,7 @@ from ocr_backend.ocr.lines import TextLine
 from ocr_backend.ocr.reader import resolve_device
 from ocr_backend.ocr.weights import locate_weights
 from ocr_backend.settings import Settings
+from tests.support.drawing import draw_page
 
 try:
     import torch

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from drawing import draw_page
 from PIL import Image
 from pydantic import ValidationError
 
@@ -25,6 +24,7 @@ from ocr_backend.ocr.onnx_craft import (
 )
 from ocr_backend.ocr.weights import locate_weights
 from ocr_backend.settings import Settings, format_settings_error
+from tests.support.drawing import draw_page
 
 
 @pytest.fixture(scope="session")

@@ -105,10 +105,3 @@ class SilentServer:
         for conn in self.accepted:
             conn.close()
         self.sock.close()
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
