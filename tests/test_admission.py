@@ -45,6 +45,7 @@ def test_retry_after_stays_between_1_and_60_seconds():
         assert slow.retry_after() == 60
 
 
+@pytest.mark.slow  # reads a six-line page twice while it probes
 async def test_a_full_queue_answers_503_at_once_while_health_stays_quick(
     settings, engine, image_server
 ):

@@ -384,6 +384,7 @@ def command_outside_docker(command: list[str]) -> list[str]:
     return [sys.executable, "-c", launcher, *command[1:]]
 
 
+@pytest.mark.slow  # starts the image's command and waits for the engine
 def test_image_command_serves_health(tmp_path: Path) -> None:
     """Start the CMD with the image's ENV, offline, and wait for /health to say UP.
 

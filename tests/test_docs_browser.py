@@ -13,6 +13,8 @@ import pytest
 from tests.support.browser import Browser, browser_missing
 from tests.support.service import ServiceProcess
 
+pytestmark = pytest.mark.slow  # a service process and a browser
+
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "docs"
 PREDICT = "#operations-default-predict_predict_post"
 

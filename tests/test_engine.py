@@ -96,6 +96,7 @@ def test_missing_weights_name_file_language_and_both_fixes(tmp_path: Path):
     assert "set LANG_LIST=en" in message
 
 
+@pytest.mark.slow  # starts the command
 def test_default_languages_offline_stop_the_command_in_seconds(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k not in ("LANG_LIST", "DEVICE")}
     env.update(MODEL_DIR=str(tmp_path), MODEL_DOWNLOAD="false", PORT="1")

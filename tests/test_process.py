@@ -18,6 +18,8 @@ from tests.support.load import TEMPLATE, measure, small_png
 from tests.support.metrics import samples, value
 from tests.support.service import ServiceProcess
 
+pytestmark = pytest.mark.slow  # real service processes
+
 # The service's memory may grow by this much under load, and no more (no leak).
 RSS_GROWTH_LIMIT = 100 * 2**20
 

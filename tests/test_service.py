@@ -18,6 +18,7 @@ from tests.support.drawing import draw_page
 from tests.support.service import ServiceProcess, console_script
 
 
+@pytest.mark.slow  # starts the command and waits for the engine
 def test_the_command_serves_health_once_the_engine_is_loaded(tmp_path: Path):
     # The console script installed beside this interpreter, as a user runs it.
     with ServiceProcess(console_script(), MODEL_DIR=str(tmp_path)) as service:
@@ -32,6 +33,7 @@ def test_the_command_serves_health_once_the_engine_is_loaded(tmp_path: Path):
         assert "EasyOCR 1.7.2 loaded: languages en on cpu" in output
 
 
+@pytest.mark.slow  # keeps the engine busy for seconds on purpose
 async def test_health_answers_at_once_while_the_engine_is_busy(
     settings: Settings, engine: OcrEngine
 ):

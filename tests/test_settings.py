@@ -110,6 +110,7 @@ def test_valid_values_are_normalised(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         ({"DEVICE": "gpu"}, "ocr-backend: invalid DEVICE='gpu': must be cpu, cuda or cuda:N"),
     ],
 )
+@pytest.mark.slow  # starts the command
 def test_the_command_stops_with_one_line_and_no_traceback(env, expected):
     result = subprocess.run(
         [sys.executable, "-m", "ocr_backend"],
