@@ -51,33 +51,40 @@ def listening(port: int) -> bool:
 def test_sigterm_lets_requests_in_flight_finish_then_exits_0():
     """A /predict of 4 tasks is in flight when SIGTERM comes: it is answered in full, then 0.
 
-    Its images come from a server that holds them until the service has got the
-    SIGTERM and stopped listening, so the request is surely in flight during the
-    shutdown; what is left after the release is OCR of four one-line images, a
-    few seconds at most on a busy machine, well inside uvicorn's 30 s drain.
+    The service reads three of the images at once; the fourth comes from a server
+    that holds it until the service has got the SIGTERM and stopped listening.
+    So the request is surely in flight during the shutdown, and what is left to
+    do then is one small one-line image, a few seconds at most on a busy
+    machine: well inside uvicorn's 30 s drain, however slow OCR runs.
     """
     with HeldImage(small_png("SIGTERM WAITS")) as images, ServiceProcess() as service:
         service.wait_healthy()
+        urls = [images.url(f"page-{i}.png") for i in range(1, 4)] + [images.held_url("last.png")]
         body = {
-            "tasks": [{"id": i, "data": {"ocr": images.url(f"page-{i}.png")}} for i in range(1, 5)],
+            "tasks": [{"id": i, "data": {"ocr": url}} for i, url in enumerate(urls, start=1)],
             "label_config": TEMPLATE,
         }
 
         async def scenario() -> httpx.Response:
             async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
                 slow = asyncio.ensure_future(client.post("/predict", json=body))
-                while True:  # until the service has admitted it and is fetching its images
+                # Up to 120 s, until it is admitted, 3 images are read and the 4th is asked for.
+                for _ in range(1200):
                     page = samples((await client.get("/metrics")).text)
-                    if value(page, "ocr_backend_queue_images") > 0 and images.requested.is_set():
+                    read = value(page, "ocr_backend_ocr_seconds_count")
+                    waiting = value(page, "ocr_backend_queue_images")
+                    if waiting == 4 and read == 3 and images.requested.is_set():
                         break
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError(f"never 4 admitted, 3 read: {waiting=} {read=}")
                 service.terminate()  # SIGTERM
                 for _ in range(400):  # up to 20 s, until the shutdown has begun
                     if not listening(service.port):
                         break
                     await asyncio.sleep(0.05)
                 assert not listening(service.port), "still listening 20 s after SIGTERM"
-                assert not slow.done(), "the request did not wait for its images"
+                assert not slow.done(), "the request did not wait for its last image"
                 images.release()
                 return await slow
 

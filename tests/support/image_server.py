@@ -49,10 +49,11 @@ class ImageServer:
 
 
 class HeldImage:
-    """A real HTTP server on 127.0.0.1 that answers every GET with one PNG, but only once
-    released: until then a request for it stays in flight, for as long as a test needs.
+    """A real HTTP server on 127.0.0.1 that answers every GET with one PNG, at once, except
+    under /held/: those answers wait until the test releases them, so a request that
+    needs one stays in flight for as long as the test wants.
 
-    `requested` is set when the first request arrives.
+    `requested` is set when the first request under /held/ arrives.
     """
 
     def __init__(self, png: bytes) -> None:
@@ -63,8 +64,9 @@ class HeldImage:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
-                held.requested.set()
-                held.released.wait(timeout=300)
+                if self.path.startswith("/held/"):
+                    held.requested.set()
+                    held.released.wait(timeout=300)
                 self.send_response(200)
                 self.send_header("Content-Type", "image/png")
                 self.send_header("Content-Length", str(len(held.png)))
@@ -81,7 +83,12 @@ class HeldImage:
         self.thread.start()
 
     def url(self, name: str) -> str:
+        """The image at once."""
         return f"http://127.0.0.1:{self.port}/{name}"
+
+    def held_url(self, name: str) -> str:
+        """The image once released."""
+        return f"http://127.0.0.1:{self.port}/held/{name}"
 
     def release(self) -> None:
         self.released.set()
