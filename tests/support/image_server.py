@@ -6,6 +6,10 @@ import http.server
 import threading
 from pathlib import Path
 
+# How often serve_forever looks for shutdown(): the default half second would be
+# waited out by every test that closes a server.
+SHUTDOWN_POLL_S = 0.05
+
 
 class ImageServer:
     """A real HTTP server on 127.0.0.1 serving files from a folder, and counting requests."""
@@ -32,7 +36,9 @@ class ImageServer:
 
         self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True
+        )
         self.thread.start()
 
     def url(self, name: str) -> str:
@@ -79,7 +85,9 @@ class HeldImage:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(SHUTDOWN_POLL_S,), daemon=True
+        )
         self.thread.start()
 
     def url(self, name: str) -> str:
