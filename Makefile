@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint
+.PHONY: install run test test-fast lint
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: install
 	bash scripts/install-label-studio.sh
 	$(MAKE) lint
 	$(VENV)/bin/python -m pytest
+
+# The quick loop while coding (under a minute): no Label Studio, no browser, no service
+# processes (the tests marked `slow` or `e2e`). `make test` runs them all.
+test-fast: install
+	$(VENV)/bin/python -m pytest -q -m "not slow and not e2e"
 
 # Style, format and types: part of `make test`.
 lint: install

@@ -7,7 +7,9 @@ on a shared machine hits both sides alike; medians are reported.
 Then tries torch's and ONNX Runtime's thread counts, and THREADS=1 against
 THREADS=2 for throughput, to choose settings that do not fight over the cores.
 
-    PYTHONPATH=src python bench/detector_runtime.py [--rounds 3] [--part compare|threads|pool]
+    python -m bench.detector_runtime [--rounds 3] [--part compare|threads|pool]
+
+Run it from the repository root.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,14 +28,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from drawing import draw_page, font  # noqa: E402
-
-from ocr_backend.engine import OcrEngine  # noqa: E402
-from ocr_backend.ocr.onnx_craft import OnnxCraft, export_name, file_md5  # noqa: E402
-from ocr_backend.ocr.weights import bundled_model_dir  # noqa: E402
-from ocr_backend.settings import Settings  # noqa: E402
+from ocr_backend.engine import OcrEngine
+from ocr_backend.ocr.onnx_craft import OnnxCraft, export_name, file_md5
+from ocr_backend.ocr.weights import bundled_model_dir
+from ocr_backend.settings import Settings
+from tests.support.drawing import draw_page, font
 
 if TYPE_CHECKING:
     import easyocr

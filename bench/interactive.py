@@ -8,16 +8,14 @@ what reading a one-line crop costs as the service does it (a crop of one
 line is recognised whole) and with detection first (what a crop of several
 lines gets).
 
-    PYTHONPATH=src python bench/interactive.py [--reps 5] [--device cpu]
+    python -m bench.interactive [--reps 5] [--device cpu]   (from the repository root)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import http.server
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -27,16 +25,13 @@ import httpx
 import numpy as np
 import uvicorn
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import OCR_TEMPLATE  # noqa: E402
-from drawing import draw_page  # noqa: E402
-
-from ocr_backend.api import create_app  # noqa: E402
-from ocr_backend.engine import OcrEngine  # noqa: E402
-from ocr_backend.images.crop import crop_region  # noqa: E402
-from ocr_backend.settings import Settings  # noqa: E402
+from ocr_backend.api import create_app
+from ocr_backend.engine import OcrEngine
+from ocr_backend.images.crop import crop_region
+from ocr_backend.settings import Settings
+from tests.support.drawing import draw_page
+from tests.support.image_server import ImageServer
+from tests.support.label_studio import OCR_TEMPLATE
 
 PAGE_SIZE = (1080, 1349)
 WORDS = "invoice order shipping total amount customer address delivery payment due".split()
@@ -47,19 +42,6 @@ def page_lines(count: int = 25) -> list[str]:
         f"{i + 1:02d} {WORDS[i % len(WORDS)]} {WORDS[(i * 3 + 1) % len(WORDS)]} {1000 + 37 * i}"
         for i in range(count)
     ]
-
-
-def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(folder), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def start_service(settings: Settings, engine: OcrEngine) -> tuple[uvicorn.Server, str]:
@@ -118,9 +100,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-interactive-"))
     image, drawn = draw_page(page_lines(), size=PAGE_SIZE, font_size=30, margin=40, gap=21)
     assert drawn[-1].box[3] < PAGE_SIZE[1], "the lines do not fit on the page"
-    image.save(folder / "page.png")
-    images = serve_folder(folder)
-    url = f"http://127.0.0.1:{images.server_address[1]}/page.png"
+    images = ImageServer(folder)
+    url = images.put("page.png", image)
 
     settings = Settings(
         lang_list="en", device=args.device, model_dir=folder / "models", model_download=False
@@ -157,7 +138,7 @@ def main() -> None:
     print(f"median full-page /predict:       {page * 1000:.1f} ms")
     print(f"full page / box:                 {page / box:.1f}x")
     service.should_exit = True
-    images.shutdown()
+    images.close()
     compare_readers(engine, np.asarray(image), drawn, args.reps)
     engine.close()
 

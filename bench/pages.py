@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import random
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-DEJAVU = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+from tests.support.drawing import font
+
 WORDS = (
     "invoice order shipping address total amount customer street number date payment "
     "delivery account reference quantity price tax net gross item description Berlin "
     "Ulaanbaatar London 2024 2025 17.50 EUR USD page contact phone email"
 ).split()
-
-
-def font(size: int) -> ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.truetype(DEJAVU, size)
-    except OSError:
-        return ImageFont.load_default(size=size)
 
 
 def document(width: int = 1080, height: int = 1349, lines: int = 25, seed: int = 0) -> Image.Image:

@@ -7,28 +7,26 @@ the pages from an HTTP server on 127.0.0.1, and alternates rounds of:
   C. bare `reader.readtext` on the same decoded images in this process, with the
      same torch thread count the service uses.
 Prints images/s for each and the ratios. Usage:
-  .venv/bin/python bench/predict.py [--rounds 3] [--env DETECTOR_RUNTIME=onnx]
+  .venv/bin/python -m bench.predict [--rounds 3] [--env DETECTOR_RUNTIME=onnx]
+(from the repository root).
 """
 
 from __future__ import annotations
 
 import argparse
-import http.server
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from pages import pages  # noqa: E402
+from bench.pages import pages
+from tests.support.image_server import ImageServer
+from tests.support.load import rss_bytes
+from tests.support.service import ServiceProcess, console_script
 
 OCR_TEMPLATE = (
     '<View><Image name="image" value="$ocr"/><Labels name="label" toName="image">'
@@ -38,27 +36,8 @@ OCR_TEMPLATE = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve(folder: Path) -> tuple[http.server.ThreadingHTTPServer, int]:
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(  # noqa: E731
-        *a, directory=str(folder), **k
-    )
-    http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, server.server_address[1]
-
-
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return rss_bytes(pid) / 2**20
 
 
 def main() -> None:
@@ -74,31 +53,21 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     named = pages()[: args.images or None]
-    for name, image in named:
-        image.save(work / f"{name}.png")
-    server, image_port = serve(work)
-    urls = [f"http://127.0.0.1:{image_port}/{name}.png" for name, _ in named]
+    server = ImageServer(work)
+    urls = [server.put(f"{name}.png", image) for name, image in named]
     arrays = [np.asarray(image) for _, image in named]
 
-    port = free_port()
-    env = {**os.environ, "LANG_LIST": "en", "HOST": "127.0.0.1", "PORT": str(port),
-           "DEVICE": args.device, "MODEL_DIR": str(work / "models"), "MODEL_DOWNLOAD": "false",
-           "LOG_LEVEL": "WARNING"}  # fmt: skip
-    env.update(kv.split("=", 1) for kv in args.env)
-    command = [str(Path(sys.executable).parent / "ocr-backend")]
-    started = time.perf_counter()
-    service = subprocess.Popen(command, env=env)
-    base = f"http://127.0.0.1:{port}"
-    client = httpx.Client(base_url=base, timeout=600, trust_env=False)
-    while True:
-        try:
-            if client.get("/health").json()["status"] == "UP":
-                break
-        except httpx.HTTPError:
-            if service.poll() is not None:
-                sys.exit(f"ocr-backend exited with {service.returncode}")
-            time.sleep(0.1)
-    ready = time.perf_counter() - started
+    settings = dict(kv.split("=", 1) for kv in args.env)
+    service = ServiceProcess(
+        console_script(),
+        DEVICE=args.device,
+        MODEL_DIR=str(work / "models"),
+        LOG_LEVEL="WARNING",
+        **settings,
+    )
+    env = service.env
+    ready = service.wait_healthy()
+    client = httpx.Client(base_url=service.url, timeout=600, trust_env=False)
     rss_rest = rss_mib(service.pid)
     print(f"service healthy after {ready:.1f} s; RSS at rest {rss_rest:.0f} MiB")
 
@@ -152,9 +121,8 @@ def main() -> None:
     print(f"  ratio service one-task / bare readtext: {rate['single'] / rate['readtext']:.3f}")
     print(f"  ratio service batched  / bare readtext: {rate['batched'] / rate['readtext']:.3f}")
     print(f"  service RSS: at rest {rss_rest:.0f} MiB, peak {peak:.0f} MiB")
-    service.terminate()
-    service.wait(timeout=60)
-    server.shutdown()
+    service.stop()
+    server.close()
 
 
 def show(answer: dict) -> None:

@@ -6,13 +6,14 @@ import asyncio
 import time
 
 import pytest
-from conftest import OCR_TEMPLATE, changed
-from drawing import draw_page
 
 from ocr_backend.api import create_app
 from ocr_backend.errors import QueueFull, TooManyTasks
 from ocr_backend.http.admission import AdmissionQueue
 from tests.support.asgi import async_client
+from tests.support.drawing import draw_page
+from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.settings import changed
 
 
 def test_requests_are_admitted_whole_up_to_the_limit_and_released():
@@ -44,6 +45,7 @@ def test_retry_after_stays_between_1_and_60_seconds():
         assert slow.retry_after() == 60
 
 
+@pytest.mark.slow  # reads a six-line page twice while it probes
 async def test_a_full_queue_answers_503_at_once_while_health_stays_quick(
     settings, engine, image_server
 ):

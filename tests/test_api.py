@@ -11,55 +11,12 @@ import math
 
 import numpy as np
 import pytest
-from conftest import OCR_TEMPLATE, changed
-from drawing import draw_page
-from fastapi.testclient import TestClient
 from PIL import Image
 
-from ocr_backend.api import create_app
 from ocr_backend.convert import lines_to_regions
 from ocr_backend.label_studio.config import parse_label_config
-
-
-@pytest.fixture(scope="module")
-def client(settings, engine):
-    with TestClient(create_app(settings, engine=engine)) as test_client:
-        yield test_client
-
-
-def ls_predict_body(*images: str, task_ids=None) -> dict:
-    """Exactly the shape Label Studio 1.23 sends (PROTOCOL.md)."""
-    ids = task_ids or range(1, len(images) + 1)
-    return {
-        "tasks": [
-            {
-                "id": task_id,
-                "data": {"ocr": image},
-                "meta": {},
-                "created_at": "2026-11-23T10:00:00.000000Z",
-                "updated_at": "2026-11-23T10:00:00.000000Z",
-                "is_labeled": False,
-                "overlap": 1,
-                "inner_id": task_id,
-                "total_annotations": 0,
-                "cancelled_annotations": 0,
-                "total_predictions": 0,
-                "comment_count": 0,
-                "unresolved_comment_count": 0,
-                "last_comment_updated_at": None,
-                "project": 1,
-                "updated_by": None,
-                "file_upload": None,
-                "comment_authors": [],
-                "annotations": [],
-                "predictions": [],
-            }
-            for task_id, image in zip(ids, images, strict=True)
-        ],
-        "project": "1.1763892800",
-        "label_config": OCR_TEMPLATE,
-        "params": {"login": None, "password": None, "context": None},
-    }
+from tests.support.drawing import draw_page
+from tests.support.label_studio import OCR_TEMPLATE, ls_predict_body
 
 
 def regions(prediction: dict) -> dict[str, dict]:
@@ -175,10 +132,9 @@ def test_slanted_text_comes_back_as_polygons_along_it(client, image_server):
         assert math.degrees(math.atan2(dy, dx)) == pytest.approx(-angle, abs=3)
 
 
-def test_score_threshold_drops_lines_below_it(settings, engine, image_server):
+def test_score_threshold_drops_lines_below_it(settings, client_for, image_server):
     url = image_server.put("threshold.png", draw_page(["KEEP ME"])[0])
-    strict = changed(settings, score_threshold=1.0)
-    with TestClient(create_app(strict, engine=engine)) as strict_client:
+    with client_for(settings, score_threshold=1.0) as strict_client:
         (prediction,) = strict_client.post("/predict", json=ls_predict_body(url)).json()["results"]
     assert prediction["result"] == []
 
@@ -195,10 +151,9 @@ def test_setup_answers_the_model_version_that_predictions_carry(client):
     assert client.get("/health").json()["model_version"] == version
 
 
-def test_model_version_changes_with_settings_that_change_the_output(settings, engine):
+def test_model_version_changes_with_settings_that_change_the_output(settings, client_for):
     def version_of(**update) -> str:
-        app = create_app(settings.model_copy(update=update), engine=engine)
-        with TestClient(app) as c:
+        with client_for(settings, **update) as c:
             return c.get("/versions").json()["versions"][0]
 
     base = version_of()
@@ -235,11 +190,10 @@ def test_setup_refuses_a_config_it_cannot_serve_and_says_what_to_add(client, con
     assert advice in response.json()["detail"]
 
 
-def test_setup_refuses_a_label_mapping_to_a_label_the_config_lacks(settings, engine, tmp_path):
+def test_setup_refuses_a_label_mapping_to_a_label_the_config_lacks(settings, client_for, tmp_path):
     mapping = tmp_path / "mapping.json"
     mapping.write_text('{"Text": "Printed"}')
-    mapped = changed(settings, **{"label_mappings_file": mapping})
-    with TestClient(create_app(mapped, engine=engine)) as c:
+    with client_for(settings, label_mappings_file=mapping) as c:
         response = c.post("/setup", json={"project": "3.1", "schema": OCR_TEMPLATE})
     assert response.status_code == 400
     assert (
@@ -270,9 +224,8 @@ def test_webhook_acknowledges_and_does_nothing(client):
 
 class TestBasicAuth:
     @pytest.fixture(scope="class")
-    def guarded(self, settings, engine):
-        secured = changed(settings, **{"basic_auth_user": "ann", "basic_auth_pass": "s3cret"})
-        with TestClient(create_app(secured, engine=engine)) as c:
+    def guarded(self, settings, client_for):
+        with client_for(settings, basic_auth_user="ann", basic_auth_pass="s3cret") as c:
             yield c
 
     @pytest.mark.parametrize(

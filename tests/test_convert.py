@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import OCR_TEMPLATE
 
 from ocr_backend.convert import is_axis_aligned, lines_to_regions, rectangle_value
 from ocr_backend.label_studio.config import parse_label_config
 from ocr_backend.ocr.lines import TextLine
+from tests.support.label_studio import OCR_TEMPLATE
 
 UPRIGHT = TextLine(((10.0, 20.0), (110.0, 20.0), (110.0, 60.0), (10.0, 60.0)), "upright", 0.9)
 

@@ -22,7 +22,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +36,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.support.environment import without_service_variables
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -163,12 +165,6 @@ def settings_variables() -> set[str]:
 
     prefix = Settings.model_config.get("env_prefix", "")
     return {(prefix + name).upper() for name in Settings.model_fields}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tool(name: str, package: str) -> str:
@@ -388,6 +384,7 @@ def command_outside_docker(command: list[str]) -> list[str]:
     return [sys.executable, "-c", launcher, *command[1:]]
 
 
+@pytest.mark.slow  # starts the image's command and waits for the engine
 def test_image_command_serves_health(tmp_path: Path) -> None:
     """Start the CMD with the image's ENV, offline, and wait for /health to say UP.
 
@@ -399,7 +396,7 @@ def test_image_command_serves_health(tmp_path: Path) -> None:
     (cmd,) = instruction_args("CMD")
     command = command_outside_docker(exec_form(cmd))
     port = free_port()
-    base = {k: v for k, v in os.environ.items() if k not in settings_variables()}
+    base = without_service_variables()
     env = dockerfile_env(base)
     env |= {
         "LANG_LIST": "en",

@@ -5,15 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.testclient import TestClient
-
-from ocr_backend.api import create_app
-
-
-@pytest.fixture(scope="module")
-def client(settings, engine):
-    with TestClient(create_app(settings, engine=engine)) as test_client:
-        yield test_client
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

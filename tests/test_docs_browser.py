@@ -6,15 +6,14 @@ without them this test skips and says why.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from e2e.browser import Browser, browser_missing
-from test_service import wait_healthy
+
+from tests.support.browser import Browser, browser_missing
+from tests.support.service import ServiceProcess
+
+pytestmark = pytest.mark.slow  # a service process and a browser
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "docs"
 PREDICT = "#operations-default-predict_predict_post"
@@ -22,18 +21,9 @@ PREDICT = "#operations-default-predict_predict_post"
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory):
-    port = free_port()
-    env = {**os.environ, "LANG_LIST": "en", "HOST": "127.0.0.1", "PORT": str(port),
-           "MODEL_DIR": str(tmp_path_factory.mktemp("models")), "MODEL_DOWNLOAD": "false",
-           "DEVICE": "cpu"}  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "ocr_backend"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        wait_healthy(f"http://127.0.0.1:{port}/health", process, limit=120)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with ServiceProcess(MODEL_DIR=str(tmp_path_factory.mktemp("models"))) as running:
+        running.wait_healthy(limit=120)
+        yield running.url
 
 
 @pytest.fixture(scope="module")

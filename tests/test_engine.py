@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from drawing import draw_page
 
 from ocr_backend.engine import OcrEngine
 from ocr_backend.errors import DeviceUnavailable, WeightsMissing
@@ -20,6 +19,7 @@ from ocr_backend.ocr.lines import TextLine
 from ocr_backend.ocr.reader import resolve_device
 from ocr_backend.ocr.weights import locate_weights
 from ocr_backend.settings import Settings
+from tests.support.drawing import draw_page
 
 try:
     import torch
@@ -96,6 +96,7 @@ def test_missing_weights_name_file_language_and_both_fixes(tmp_path: Path):
     assert "set LANG_LIST=en" in message
 
 
+@pytest.mark.slow  # starts the command
 def test_default_languages_offline_stop_the_command_in_seconds(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k not in ("LANG_LIST", "DEVICE")}
     env.update(MODEL_DIR=str(tmp_path), MODEL_DOWNLOAD="false", PORT="1")

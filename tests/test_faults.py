@@ -13,15 +13,14 @@ import time
 import zlib
 
 import pytest
-from conftest import OCR_TEMPLATE, changed
-from drawing import draw_page
-from fastapi.testclient import TestClient
-from faultserver import FaultServer, SilentServer, closed_port
 from PIL import Image
 
-from ocr_backend.api import create_app
 from ocr_backend.errors import ImageFetchError
 from ocr_backend.images.fetch import ImageFetcher, new_http_client
+from tests.support.drawing import draw_page
+from tests.support.fault_servers import FaultServer, SilentServer
+from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.processes import closed_port
 
 BOMB_BODY = (
     '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
@@ -39,9 +38,8 @@ def servers():
 
 
 @pytest.fixture(scope="module")
-def client(settings, engine):
-    strict = changed(settings, fetch_timeout=1.0, max_image_bytes=100_000)
-    with TestClient(create_app(strict, engine=engine)) as test_client:
+def client(settings, client_for):
+    with client_for(settings, fetch_timeout=1.0, max_image_bytes=100_000) as test_client:
         yield test_client
 
 

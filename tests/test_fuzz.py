@@ -49,6 +49,7 @@ def operations(settings, engine) -> dict[str, object]:
 
 # schemathesis's pytest plugin (`from_fixture`) does not run under pytest 9: the
 # operations are driven through hypothesis here instead.
+@pytest.mark.slow  # generated requests to every operation, for seconds
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_input_gives_a_server_error_or_breaks_the_schema(settings, engine, monkeypatch, mode):
     monkeypatch.setattr(netguard.socket, "getaddrinfo", loopback_only)

@@ -10,12 +10,12 @@ import zlib
 
 import numpy as np
 import pytest
-from drawing import draw_page
 from PIL import Image
 
 from ocr_backend.errors import ImageDecodeError, ImageFetchError
 from ocr_backend.images.decode import decode_image
 from ocr_backend.images.fetch import ImageFetcher, new_http_client
+from tests.support.drawing import draw_page
 
 LIMIT = 50_000_000
 

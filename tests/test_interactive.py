@@ -1,6 +1,6 @@
 """Interactive pre-annotation: the user draws a region, the backend reads the text inside it.
 
-Bodies are shaped as Label Studio 1.23 sends them (PROTOCOL.md): one task and
+Bodies are shaped as Label Studio 1.23 sends them (docs/label-studio.md): one task and
 `params.context = {"result": [<what the user drew>]}`. Real EasyOCR reads
 pages drawn with Pillow, served by a real HTTP server on 127.0.0.1.
 """
@@ -10,22 +10,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from drawing import draw_page
-from fastapi.testclient import TestClient
 from PIL import Image
-from test_api import ls_predict_body
 
-from ocr_backend.api import create_app
 from ocr_backend.label_studio.regions import drawn_regions, reading_order
 from ocr_backend.ocr.lines import TextLine
+from tests.support.drawing import draw_page
+from tests.support.label_studio import ls_predict_body
 
 PAGE_LINES = ["SHIPPING LABEL", "Order 4711", "Berlin"]
-
-
-@pytest.fixture(scope="module")
-def client(settings, engine):
-    with TestClient(create_app(settings, engine=engine)) as test_client:
-        yield test_client
 
 
 @pytest.fixture(scope="module")

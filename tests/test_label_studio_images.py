@@ -15,16 +15,16 @@ import stat
 import time
 
 import pytest
-from conftest import OCR_TEMPLATE, ImageServer, changed
-from drawing import draw_page
-from fastapi.testclient import TestClient
-from label_studio_server import LabelStudioServer
 
-from ocr_backend.api import create_app
 from ocr_backend.images.fetch import new_http_client
 from ocr_backend.label_studio.projects import STORE_DIR, ProjectSetup
 from ocr_backend.label_studio.storage import LabelStudio, LabelStudioImageFetcher, label_studio_urls
 from ocr_backend.label_studio.tokens import LabelStudioAuth, is_jwt, jwt_claims, renewal_delay
+from tests.support.drawing import draw_page
+from tests.support.image_server import ImageServer
+from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.label_studio_server import LabelStudioServer
+from tests.support.settings import changed
 
 PROJECT = "1.1763892800"
 LIMIT = 50_000_000
@@ -308,14 +308,14 @@ def texts(prediction: dict) -> set[str]:
 
 
 def test_predict_reads_uploads_local_files_and_cloud_images_with_a_pat(
-    settings, engine, label_studio, storage, tmp_path
+    settings, client_for, label_studio, storage, tmp_path
 ):
     label_studio.uploads["upload/1/u.png"] = png("UPLOADED")
     label_studio.local_files["scans/l.png"] = png("LOCAL")
     store_cloud_object(label_studio, storage, "s3://bucket/c.png", "c.png", png("CLOUD"))
     token = label_studio.personal_access_token
     configured = with_token(settings, label_studio, token, model_dir=tmp_path)
-    with TestClient(create_app(configured, engine=engine)) as client:
+    with client_for(configured) as client:
         refs = ("/data/upload/1/u.png", "/data/local-files/?d=scans/l.png", "s3://bucket/c.png")
         results = client.post("/predict", json=predict_body(*refs)).json()["results"]
     assert [texts(r) for r in results] == [{"UPLOADED"}, {"LOCAL"}, {"CLOUD"}]
@@ -325,10 +325,10 @@ def test_predict_reads_uploads_local_files_and_cloud_images_with_a_pat(
 
 
 def test_predict_uses_the_host_and_legacy_token_that_setup_sent(
-    settings, engine, label_studio, storage, tmp_path
+    settings, client_for, label_studio, storage, tmp_path
 ):
     label_studio.uploads["upload/1/u.png"] = png("FROM SETUP")
-    with TestClient(create_app(changed(settings, model_dir=tmp_path), engine=engine)) as client:
+    with client_for(settings, model_dir=tmp_path) as client:
         client.post("/setup", json={
             "project": PROJECT, "schema": OCR_TEMPLATE, "hostname": label_studio.host,
             "access_token": label_studio.legacy_key, "extra_params": None,
@@ -340,12 +340,12 @@ def test_predict_uses_the_host_and_legacy_token_that_setup_sent(
 
 
 def test_a_disabled_legacy_token_says_to_use_a_pat_and_spoils_no_other_task(
-    settings, engine, label_studio, storage, tmp_path
+    settings, client_for, label_studio, storage, tmp_path
 ):
     label_studio.legacy_enabled = False
     label_studio.uploads["upload/1/u.png"] = png()
     public = storage.put("public.png", draw_page(["PUBLIC"])[0])
-    with TestClient(create_app(changed(settings, model_dir=tmp_path), engine=engine)) as client:
+    with client_for(settings, model_dir=tmp_path) as client:
         client.post("/setup", json={
             "project": PROJECT, "schema": OCR_TEMPLATE, "hostname": label_studio.host,
             "access_token": label_studio.legacy_key,
@@ -361,8 +361,10 @@ def test_a_disabled_legacy_token_says_to_use_a_pat_and_spoils_no_other_task(
     assert texts(fine) == {"PUBLIC"} and "error" not in fine
 
 
-def test_without_a_known_host_the_error_says_to_set_label_studio_host(settings, engine, tmp_path):
-    with TestClient(create_app(changed(settings, model_dir=tmp_path), engine=engine)) as client:
+def test_without_a_known_host_the_error_says_to_set_label_studio_host(
+    settings, client_for, tmp_path
+):
+    with client_for(settings, model_dir=tmp_path) as client:
         body = predict_body("/data/upload/1/u.png", "s3://bucket/x.png")
         results = client.post("/predict", json=body).json()["results"]
     for result in results:
@@ -451,10 +453,10 @@ class TestErrors:
         )
         assert message.endswith("timed out")
 
-    def test_not_an_image(self, settings, engine, label_studio, tmp_path):
+    def test_not_an_image(self, settings, client_for, label_studio, tmp_path):
         label_studio.uploads["upload/1/page.png"] = b"<!DOCTYPE html><html>login</html>"
         configured = with_token(settings, label_studio, label_studio.legacy_key, model_dir=tmp_path)
-        with TestClient(create_app(configured, engine=engine)) as client:
+        with client_for(configured) as client:
             (result,) = client.post(
                 "/predict", json=predict_body("/data/upload/1/page.png")
             ).json()["results"]
@@ -480,14 +482,14 @@ class TestErrors:
 
 
 def test_two_workers_share_what_setup_sent_and_only_the_service_can_read_it(
-    settings, engine, label_studio, storage, tmp_path
+    settings, client_for, label_studio, storage, tmp_path
 ):
     """Two app instances on one MODEL_DIR stand for two uvicorn worker processes."""
     label_studio.uploads["upload/1/u.png"] = png("SHARED")
     configured = changed(settings, model_dir=tmp_path)
     with (
-        TestClient(create_app(configured, engine=engine)) as first,
-        TestClient(create_app(configured, engine=engine)) as second,
+        client_for(configured) as first,
+        client_for(configured) as second,
     ):
         setup = first.post("/setup", json={
             "project": PROJECT, "schema": OCR_TEMPLATE, "hostname": label_studio.host,
@@ -504,14 +506,14 @@ def test_two_workers_share_what_setup_sent_and_only_the_service_can_read_it(
 
 
 def test_an_absolute_url_on_the_hostname_setup_sent_is_fetched_from_label_studio_host(
-    settings, engine, label_studio, storage, tmp_path
+    settings, client_for, label_studio, storage, tmp_path
 ):
     """In Docker, Label Studio calls itself http://localhost:8080; the backend reaches it by
     LABEL_STUDIO_HOST. Its own absolute URLs go to LABEL_STUDIO_HOST, with the token."""
     label_studio.uploads["upload/1/u.png"] = png("REWRITTEN")
     own_name = "http://127.0.0.1:9"  # nothing listens: a request there would fail
     configured = with_token(settings, label_studio, label_studio.legacy_key, model_dir=tmp_path)
-    with TestClient(create_app(configured, engine=engine)) as client:
+    with client_for(configured) as client:
         client.post("/setup", json={"project": PROJECT, "schema": OCR_TEMPLATE,
                                     "hostname": own_name, "access_token": "f" * 40})  # fmt: skip
         body = predict_body(f"{own_name}/data/upload/1/u.png")

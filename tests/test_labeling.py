@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import OCR_TEMPLATE
 
 from ocr_backend.errors import LabelConfigError
 from ocr_backend.label_studio.config import Geometry, OcrTargets, parse_label_config
+from tests.support.label_studio import OCR_TEMPLATE
 
 
 def test_the_stock_ocr_template():

@@ -12,11 +12,11 @@ import socket
 
 import httpcore
 import pytest
-from faultserver import FaultServer
 
 from ocr_backend.errors import ImageFetchError
 from ocr_backend.images import netguard
 from ocr_backend.images.fetch import ImageFetcher, new_http_client
+from tests.support.fault_servers import FaultServer
 
 LIMIT = 50_000_000
 REAL_GETADDRINFO = socket.getaddrinfo

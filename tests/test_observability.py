@@ -6,33 +6,13 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import OCR_TEMPLATE, changed
-from drawing import draw_page
-from fastapi.testclient import TestClient
-from faultserver import closed_port
-from prometheus_client.parser import text_string_to_metric_families
 
-from ocr_backend.api import create_app
 from tests.support.asgi import services_of
-
-
-def samples(text: str) -> dict[tuple[str, tuple], float]:
-    """{(sample name, sorted labels): value} of a Prometheus text page."""
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(page: dict, name: str, **labels) -> float:
-    return page.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-@pytest.fixture(scope="module")
-def client(settings, engine):
-    with TestClient(create_app(settings, engine=engine)) as test_client:
-        yield test_client
+from tests.support.drawing import draw_page
+from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.metrics import samples, value
+from tests.support.processes import closed_port
+from tests.support.settings import changed
 
 
 def test_metrics_count_a_predict_its_images_and_ocr_time(client, image_server):
@@ -94,14 +74,14 @@ def test_a_missing_or_odd_request_id_is_replaced_by_a_fresh_one(client, sent):
 
 
 def test_an_unexpected_error_is_a_500_naming_the_request_id_and_the_service_goes_on(
-    settings, engine, monkeypatch, caplog
+    settings, engine, client_for, monkeypatch, caplog
 ):
     def broken(image):
         raise RuntimeError("engine fault injected by the test")
 
     url = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEAG7buVgAAAABJRU5ErkJggg=="
     body = {"tasks": [{"id": 1, "data": {"ocr": url}}], "label_config": OCR_TEMPLATE}
-    with TestClient(create_app(settings, engine=engine), raise_server_exceptions=False) as c:
+    with client_for(settings, raise_server_exceptions=False) as c:
         monkeypatch.setattr(engine, "read_sync", broken)
         with caplog.at_level(logging.INFO, logger="ocr_backend"):
             response = c.post("/predict", json=body)
@@ -125,7 +105,7 @@ class TestSecrets:
     TOKEN = "TOKEN-MARKER-77c1"
     USER_PASSWORD = "LS-USER-PASSWORD-MARKER-91d0"
 
-    def test_no_secret_is_logged_or_answered(self, settings, engine, caplog):
+    def test_no_secret_is_logged_or_answered(self, settings, client_for, caplog):
         secured = changed(
             settings,
             basic_auth_user="labelstudio",
@@ -139,7 +119,7 @@ class TestSecrets:
         responses = []
         with (
             caplog.at_level(logging.DEBUG),
-            TestClient(create_app(secured, engine=engine), raise_server_exceptions=False) as c,
+            client_for(secured, raise_server_exceptions=False) as c,
         ):
             responses += [
                 c.get("/health"),

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from drawing import draw_page
 from PIL import Image
 from pydantic import ValidationError
 
@@ -25,6 +24,7 @@ from ocr_backend.ocr.onnx_craft import (
 )
 from ocr_backend.ocr.weights import locate_weights
 from ocr_backend.settings import Settings, format_settings_error
+from tests.support.drawing import draw_page
 
 
 @pytest.fixture(scope="session")
@@ -92,6 +92,7 @@ def same_boxes(a: TextLine, b: TextLine, tolerance: float = 1.0) -> bool:
     )
 
 
+@pytest.mark.slow  # exports the detector to ONNX and loads a second engine
 @pytest.mark.parametrize("page", list(PAGES))
 def test_onnx_engine_reads_the_same_texts_and_boxes_as_torch(
     page: str, engine: OcrEngine, onnx_engine: OcrEngine
@@ -106,6 +107,7 @@ def test_onnx_engine_reads_the_same_texts_and_boxes_as_torch(
         assert line.score == pytest.approx(want.score, abs=1e-3)
 
 
+@pytest.mark.slow  # exports the detector to ONNX and loads a second engine
 def test_the_onnx_detector_replaces_torchs_only_in_the_onnx_engine(
     engine: OcrEngine, onnx_engine: OcrEngine
 ):
@@ -113,6 +115,7 @@ def test_the_onnx_detector_replaces_torchs_only_in_the_onnx_engine(
     assert isinstance(engine.reader.detector, torch.nn.Module)
 
 
+@pytest.mark.slow  # exports the detector to ONNX and loads a second engine
 def test_detector_outputs_match_torch_on_the_same_input(
     torch_net: torch.nn.Module, onnx_engine: OcrEngine
 ):
@@ -129,6 +132,7 @@ def test_detector_outputs_match_torch_on_the_same_input(
     assert float((feature - want_feature).abs().max()) < 1e-4
 
 
+@pytest.mark.slow  # exports the detector to ONNX and loads a second engine
 def test_the_exported_file_is_reused_on_the_next_load(
     onnx_engine: OcrEngine,
     onnx_dir: Path,
@@ -154,6 +158,7 @@ def test_the_file_name_is_keyed_by_weights_and_versions(craft_weights: Path):
     assert export_name("0" * 32) != name
 
 
+@pytest.mark.slow  # exports the detector to ONNX and loads a second engine
 @pytest.mark.parametrize("damage", ["truncated", "weights overwritten"])
 def test_a_damaged_export_is_created_again(
     damage: str,

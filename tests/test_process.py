@@ -1,30 +1,31 @@
 """The real service as a process: under load, on SIGTERM, and with WORKERS=2.
 
-Everything goes to 127.0.0.1. The load test is the short form of bench/load.py.
+Everything goes to 127.0.0.1. The load test is the short form of `python -m bench.load`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
+import socket
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from drawing import draw_page
-from test_observability import samples, value
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from tests.support.image_server import HeldImage
+from tests.support.load import TEMPLATE, measure, small_png
+from tests.support.metrics import samples, value
+from tests.support.service import ServiceProcess
 
-from load import Service, measure, predict_body  # noqa: E402
+pytestmark = pytest.mark.slow  # real service processes
 
 # The service's memory may grow by this much under load, and no more (no leak).
 RSS_GROWTH_LIMIT = 100 * 2**20
 
 
 def test_under_load_every_request_is_answered_and_health_stays_quick():
-    with Service(MAX_QUEUE="8", LOG_LEVEL="WARNING") as service:
+    with ServiceProcess(MAX_QUEUE="8", LOG_LEVEL="WARNING") as service:
         service.wait_healthy()
         report = measure(service, requests=300, concurrency=200, duration=30, timeout=90)
         print("\n" + "\n".join(report.lines()))
@@ -39,37 +40,57 @@ def test_under_load_every_request_is_answered_and_health_stays_quick():
     assert report.rss_after - report.rss_before < RSS_GROWTH_LIMIT
 
 
-def slow_body(tasks: int = 4) -> dict:
-    page, _ = draw_page(["SIGTERM WAITS FOR ME"] * 10, font_size=40)
-    import base64
-    import io
-
-    buffer = io.BytesIO()
-    page.save(buffer, "PNG")
-    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    body = predict_body(1)
-    body["tasks"] = [{"id": i, "data": {"ocr": uri}} for i in range(1, tasks + 1)]
-    return body
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def test_sigterm_lets_requests_in_flight_finish_then_exits_0():
-    with Service() as service:
+    """A /predict of 4 tasks is in flight when SIGTERM comes: it is answered in full, then 0.
+
+    The service reads three of the images at once; the fourth comes from a server
+    that holds it until the service has got the SIGTERM and stopped listening.
+    So the request is surely in flight during the shutdown, and what is left to
+    do then is one small one-line image, a few seconds at most on a busy
+    machine: well inside uvicorn's 30 s drain, however slow OCR runs.
+    """
+    with HeldImage(small_png("SIGTERM WAITS")) as images, ServiceProcess() as service:
         service.wait_healthy()
+        urls = [images.url(f"page-{i}.png") for i in range(1, 4)] + [images.held_url("last.png")]
+        body = {
+            "tasks": [{"id": i, "data": {"ocr": url}} for i, url in enumerate(urls, start=1)],
+            "label_config": TEMPLATE,
+        }
 
         async def scenario() -> httpx.Response:
             async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
-                slow = asyncio.ensure_future(client.post("/predict", json=slow_body()))
-                while True:  # until the service has admitted it
+                slow = asyncio.ensure_future(client.post("/predict", json=body))
+                # Up to 120 s, until it is admitted, 3 images are read and the 4th is asked for.
+                for _ in range(1200):
                     page = samples((await client.get("/metrics")).text)
-                    if value(page, "ocr_backend_queue_images") > 0:
+                    read = value(page, "ocr_backend_ocr_seconds_count")
+                    waiting = value(page, "ocr_backend_queue_images")
+                    if waiting == 4 and read == 3 and images.requested.is_set():
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError(f"never 4 admitted, 3 read: {waiting=} {read=}")
+                service.terminate()  # SIGTERM
+                for _ in range(400):  # up to 20 s, until the shutdown has begun
+                    if not listening(service.port):
                         break
                     await asyncio.sleep(0.05)
-                service.process.terminate()  # SIGTERM
+                assert not listening(service.port), "still listening 20 s after SIGTERM"
+                assert not slow.done(), "the request did not wait for its last image"
+                images.release()
                 return await slow
 
         response = asyncio.run(scenario())
         started = time.perf_counter()
-        code = service.process.wait(timeout=60)
+        code = service.wait(timeout=60)
         output = service.output()
     assert response.status_code == 200, output
     results = response.json()["results"]
@@ -91,7 +112,7 @@ def environment_of(pid: int) -> dict[str, str]:
 
 @pytest.mark.timeout(400)
 def test_with_two_workers_metrics_add_up_both_workers_counts():
-    with Service(WORKERS="2", LOG_LEVEL="WARNING") as service:
+    with ServiceProcess(WORKERS="2", LOG_LEVEL="WARNING") as service:
         service.wait_healthy(limit=300)
         metrics_dirs = set()
         deadline = time.monotonic() + 240

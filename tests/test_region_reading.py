@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from drawing import draw_page
 from PIL import Image
 
 from ocr_backend.images.crop import crop_polygon, crop_rectangle, crop_region
 from ocr_backend.ocr.ink import ink_mask as _ink
 from ocr_backend.ocr.ink import is_one_line as _is_one_line
+from tests.support.drawing import draw_page
 
 
 def page(width: int = 200, height: int = 100) -> np.ndarray:

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.processes import free_port
+
 from .images import TextImage, draw_text_image
 from .labelstudio import (
     LabelStudioApi,
@@ -30,7 +32,6 @@ from .labelstudio import (
     start_label_studio,
     stock_ocr_config,
 )
-from .procs import free_port
 from .service import Service, start_service
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,13 @@ from typing import Any
 
 import httpx
 
-from .procs import LOOPBACK_ONLY_ENV, ChildProcess, free_port, http_ok, wait_until
+from tests.support.processes import (
+    LOOPBACK_ONLY_ENV,
+    ChildProcess,
+    free_port,
+    http_ok,
+    wait_until,
+)
 
 LS_VERSION = "1.23.2"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -20,20 +20,8 @@ from typing import Any
 
 import httpx
 
-from .procs import LOOPBACK_ONLY_ENV, ChildProcess, free_port, wait_until
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-# Variables of the service that a test sets explicitly or not at all.
-SERVICE_VARIABLES = (
-    "HOST",
-    "PORT",
-    "LANG_LIST",
-    "LABEL_STUDIO_HOST",
-    "LABEL_STUDIO_ACCESS_TOKEN",
-    "BASIC_AUTH_USER",
-    "BASIC_AUTH_PASS",
-)
+from tests.support.processes import LOOPBACK_ONLY_ENV, free_port
+from tests.support.service import ServiceProcess
 
 HOP_BY_HOP = {
     "connection",
@@ -178,7 +166,7 @@ class RecordingProxy:
 class Service:
     name: str
     url: str  # the service itself
-    process: ChildProcess
+    process: ServiceProcess
     proxy: RecordingProxy
     startup_s: float
     env: dict[str, str] = field(default_factory=dict)
@@ -196,45 +184,33 @@ class Service:
 def start_service(
     name: str, settings: dict[str, str], log_dir: Path, timeout_s: float = 300
 ) -> Service:
-    """Start `python -m ocr_backend` with these settings; wait until /health says UP."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
-    env.update(LOOPBACK_ONLY_ENV)
-    src = str(REPO_ROOT / "src")
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.update(HOST="127.0.0.1", PORT=str(port), LANG_LIST="en")
-    env.update(settings)
-    start = time.monotonic()
-    process = ChildProcess(
-        f"ocr-backend ({name})",
-        [service_python(), "-m", "ocr_backend"],
-        env,
-        log_dir / f"service-{name}.log",
-        cwd=REPO_ROOT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    """Start `python -m ocr_backend` with these settings; wait until /health says UP.
+
+    Its HTTP clients can reach only this machine (LOOPBACK_ONLY_ENV); no
+    variable of the service comes from the shell that runs the tests.
+    """
     auth = (
         (settings["BASIC_AUTH_USER"], settings["BASIC_AUTH_PASS"])
         if "BASIC_AUTH_USER" in settings
         else None
     )
-
-    def healthy() -> bool:
-        try:
-            response = httpx.get(f"{url}/health", timeout=2.0, trust_env=False, auth=auth)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200 and response.json().get("status") == "UP"
-
+    start = time.monotonic()
+    process = ServiceProcess(
+        [service_python(), "-m", "ocr_backend"],
+        name=f"ocr-backend ({name})",
+        log_path=log_dir / f"service-{name}.log",
+        auth=auth,
+        **{**LOOPBACK_ONLY_ENV, **settings},
+    )
     try:
-        wait_until(f"ocr-backend ({name}) /health UP", healthy, timeout_s, child=process)
+        process.wait_healthy(timeout_s)
     except BaseException:
         process.stop()
         raise
-    proxy = RecordingProxy(url, log_dir / f"label-studio-to-{name}.jsonl")
+    proxy = RecordingProxy(process.url, log_dir / f"label-studio-to-{name}.jsonl")
     return Service(
         name=name,
-        url=url,
+        url=process.url,
         process=process,
         proxy=proxy,
         startup_s=time.monotonic() - start,

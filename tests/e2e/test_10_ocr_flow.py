@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from .browser import Browser, browser_missing
+from tests.support.browser import Browser, browser_missing
+
 from .flow import IMAGE_KEY, OcrProject, create_ocr_project, latest_prediction
 from .images import TextImage
 from .labelstudio import LabelStudioApi, LabelStudioServer

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import httpx
+from fastapi.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
+from ocr_backend.api import create_app
+from ocr_backend.engine import OcrEngine
 from ocr_backend.http.lifespan import STATE_KEY, Services
+from ocr_backend.settings import Settings
+from tests.support.settings import changed
+
+
+@contextmanager
+def app_client(
+    settings: Settings,
+    engine: OcrEngine,
+    *,
+    raise_server_exceptions: bool = True,
+    **changes: Any,
+) -> Iterator[TestClient]:
+    """A TestClient of the app made from `settings` (with `changes`) and `engine`.
+
+    Opened with `with`, so the lifespan runs: the app's services are up until
+    the block ends. `raise_server_exceptions=False` answers an unhandled error
+    with a 500, as a server would, instead of raising it in the test.
+    """
+    app = create_app(changed(settings, **changes) if changes else settings, engine=engine)
+    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
+        yield client
 
 
 @asynccontextmanager

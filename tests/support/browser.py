@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from .procs import ChildProcess, free_port, http_ok, wait_until
+from tests.support.processes import ChildProcess, free_port, http_ok, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

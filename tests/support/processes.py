@@ -1,8 +1,8 @@
-"""Child processes for the e2e tests: free ports, process groups, readiness.
+"""Child processes of the tests and benchmarks: free ports, process groups, readiness.
 
 Every process is started in its own session (process group) so that stopping
 it by its pid also stops what it spawned (Label Studio forks workers, Chromium
-forks renderers). Nothing here is killed by name.
+forks renderers, uvicorn forks its workers). Nothing here is killed by name.
 """
 
 from __future__ import annotations
@@ -33,10 +33,15 @@ LOOPBACK_ONLY_ENV = {
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 to connect to and be refused: a server that is down."""
+    return free_port()
 
 
 class ChildProcess:
@@ -72,34 +77,45 @@ class ChildProcess:
     def running(self) -> bool:
         return self.proc.poll() is None
 
-    def log_tail(self, lines: int = 40) -> str:
+    def output(self) -> str:
+        """Everything the process wrote so far (stdout and stderr)."""
+        if not self._log.closed:
+            self._log.flush()
         try:
-            text = self.log_path.read_text(errors="replace")
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, grace_s: float = 10.0) -> None:
-        """SIGTERM the process group, then SIGKILL it if it lingers. Idempotent."""
-        if self._stopped:
-            return
-        self._stopped = True
-        try:
-            pgid = os.getpgid(self.proc.pid)
-        except ProcessLookupError:
-            pgid = None
-        if pgid is not None and pgid == self.proc.pid:
-            _signal_group(pgid, signal.SIGTERM)
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def stop(self, grace_s: float = 10.0, *, leader_first: bool = False) -> int:
+        """SIGTERM the process group, then SIGKILL it if it lingers; return the exit code.
+
+        With `leader_first`, only the leader gets SIGTERM (as `docker stop` or a
+        supervisor sends it), and the group is killed only if something is left
+        after the leader exits. Idempotent.
+        """
+        if not self._stopped:
+            self._stopped = True
+            # start_new_session made the leader's pid the group's id: the group
+            # can be signalled even when the leader is already gone.
+            if leader_first:
+                if self.proc.poll() is None:
+                    self.proc.send_signal(signal.SIGTERM)
+            else:
+                _signal_group(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=grace_s)
             except subprocess.TimeoutExpired:
                 pass
             # The leader may be gone while its children are not.
-            _signal_group(pgid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=grace_s)
-        self._log.close()
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(timeout=grace_s)
+            self._log.close()
+        return self.proc.returncode
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
