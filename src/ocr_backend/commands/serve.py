@@ -19,11 +19,16 @@ HELP = "serve the Label Studio ML backend on PORT (the default command)"
 
 
 def configure_logging(level: str) -> None:
+    """One line per record, with no control character and no query string in it."""
+    from ..http.observe import SafeLogFilter
+
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(SafeLogFilter())
 
 
 def load_settings() -> Settings | None:
