@@ -123,3 +123,62 @@ def _overlaps(corners: Sequence[tuple[float, float]], width: int, height: int) -
     xs = [cx for cx, _ in corners]
     ys = [cy for _, cy in corners]
     return min(xs) < width and max(xs) > 0 and min(ys) < height and max(ys) > 0
+
+
+def region_bounds(
+    value: Mapping[str, Any], width: int, height: int
+) -> tuple[int, int, int, int] | None:
+    """The box of the image (left, top, right, bottom) a region can take pixels from.
+
+    Clipped to the image, with a pixel of margin for interpolation at its edges;
+    None when the region misses the image. Cutting this box out first keeps a
+    crop from copying the whole page.
+    """
+    if "points" in value:
+        corners = [
+            (_percent(px) / 100 * width, _percent(py) / 100 * height) for px, py in value["points"]
+        ]
+    else:
+        x = _percent(value["x"]) / 100 * width
+        y = _percent(value["y"]) / 100 * height
+        w = _percent(value["width"]) / 100 * width
+        h = _percent(value["height"]) / 100 * height
+        angle = math.radians(_percent(value.get("rotation") or 0.0))
+        cos, sin = math.cos(angle), math.sin(angle)
+        corners = [
+            (x + u * cos - v * sin, y + u * sin + v * cos)
+            for u, v in ((0, 0), (w, 0), (w, h), (0, h))
+        ]
+    if not corners:
+        return None
+    left = max(0, math.floor(min(cx for cx, _ in corners)) - 1)
+    top = max(0, math.floor(min(cy for _, cy in corners)) - 1)
+    right = min(width, math.ceil(max(cx for cx, _ in corners)) + 1)
+    bottom = min(height, math.ceil(max(cy for _, cy in corners)) + 1)
+    if right <= left or bottom <= top:
+        return None
+    return left, top, right, bottom
+
+
+def within(
+    value: Mapping[str, Any], box: tuple[int, int, int, int], width: int, height: int
+) -> dict[str, Any]:
+    """The region's geometry in percent of `box` (cut from a width x height image)."""
+    left, top, right, bottom = box
+    box_width, box_height = right - left, bottom - top
+
+    def along_x(percent: Any) -> float:
+        return (_percent(percent) / 100 * width - left) / box_width * 100
+
+    def along_y(percent: Any) -> float:
+        return (_percent(percent) / 100 * height - top) / box_height * 100
+
+    if "points" in value:
+        return {**value, "points": [[along_x(px), along_y(py)] for px, py in value["points"]]}
+    return {
+        **value,
+        "x": along_x(value["x"]),
+        "y": along_y(value["y"]),
+        "width": _percent(value["width"]) * width / box_width,
+        "height": _percent(value["height"]) * height / box_height,
+    }

@@ -51,7 +51,8 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
             raise too_many_pixels(
                 f"the image is {image.size[0]}x{image.size[1]} pixels", max_pixels
             )
-        image = ImageOps.exif_transpose(image) or image
+        # In place: otherwise Pillow returns a copy even when there is nothing to turn.
+        ImageOps.exif_transpose(image, in_place=True)
         return to_rgb(image)
     except ImageDecodeError:
         raise
@@ -127,7 +128,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    # convert() copies even to the mode the image has: a second page in memory.
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def grey_to_8_bit(image: Image.Image) -> np.ndarray:
