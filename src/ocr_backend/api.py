@@ -11,6 +11,7 @@ from .http import handlers
 from .http.auth import BasicAuthMiddleware
 from .http.lifespan import lifespan_for
 from .http.limits import BodySizeLimit
+from .http.logs import configure_logging
 from .http.observe import ObservabilityMiddleware
 from .http.routes import router
 from .settings import Settings
@@ -52,4 +53,6 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
 
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn's worker processes (WORKERS > 1): each reads the environment."""
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings.log_level)  # a worker process starts with no log handler
+    return create_app(settings)

@@ -154,10 +154,12 @@ class Settings(BaseSettings):
                 "BASIC_AUTH_USER must not contain ':' (in basic auth the user name ends at the "
                 "first ':'): choose a user name without it"
             )
-        for name, value in (
+        password = self.basic_auth_pass.get_secret_value() if self.basic_auth_pass else None
+        credentials: tuple[tuple[str, str | None], ...] = (
             ("BASIC_AUTH_USER", self.basic_auth_user),
-            ("BASIC_AUTH_PASS", self.basic_auth_pass and self.basic_auth_pass.get_secret_value()),
-        ):
+            ("BASIC_AUTH_PASS", password),
+        )
+        for name, value in credentials:
             if value is not None and not value.isprintable():
                 raise ValueError(f"{name} has control characters: use printable characters")
             try:

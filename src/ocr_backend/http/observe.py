@@ -108,7 +108,7 @@ class ObservabilityMiddleware:
             level = logging.ERROR
         if not log.isEnabledFor(level):
             return
-        # The path as sent, control characters and all: SafeLogFilter escapes them.
+        # The path as sent, control characters and all: logs.SafeLogFilter escapes them.
         parts = [f"request {context.id}", method, scope.get("path", ""), str(status)]
         if context.tasks is not None:
             parts.append(f"tasks={context.tasks}")
@@ -118,39 +118,3 @@ class ObservabilityMiddleware:
             parts.append(context.outcome)
         parts.append(f"{took:.3f}s")
         log.log(level, " ".join(parts))
-
-
-# C0 and C1 control characters, DEL and the Unicode line separators: each would let a
-# request's text (a task data key, a path with %0A) start a forged log line.
-_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))} | {
-    0x0A: "\\n",
-    0x0D: "\\r",
-    0x09: "\\t",
-    0x2028: "\\u2028",
-    0x2029: "\\u2029",
-}
-# A query string in a URL: a presigned URL's signature is a credential, and httpx logs
-# every URL it fetches at INFO.
-_QUERY = re.compile(r"(?<=[^\s?])\?[^\s\"'<>]+")
-
-
-def escape_controls(text: str) -> str:
-    return text.translate(_CONTROLS)
-
-
-def redact_queries(text: str) -> str:
-    return _QUERY.sub("?...", text)
-
-
-class SafeLogFilter(logging.Filter):
-    """Every log line on one line, with no query string: installed on the log handlers.
-
-    Tracebacks (exc_info) keep their lines: they come from the code, not the request.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        safe = escape_controls(redact_queries(message))
-        if safe != message:
-            record.msg, record.args = safe, None
-        return True
