@@ -115,7 +115,7 @@ async def test_unsupported_references_are_refused_with_the_reason(ref, message):
 
 async def test_a_missing_file_is_a_404_error(image_server):
     async with new_http_client(5) as client:
-        with pytest.raises(ImageFetchError, match=r"missing\.png: HTTP 404 File not found"):
+        with pytest.raises(ImageFetchError, match=r"missing\.png: HTTP 404 Not Found"):
             await ImageFetcher(client, max_bytes=LIMIT).fetch(image_server.url("missing.png"))
 
 

@@ -76,6 +76,31 @@ def test_a_missing_or_odd_request_id_is_replaced_by_a_fresh_one(client, sent):
 def test_an_unexpected_error_is_a_500_naming_the_request_id_and_the_service_goes_on(
     settings, engine, client_for, monkeypatch, caplog
 ):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("predictor fault injected by the test")
+
+    url = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEAG7buVgAAAABJRU5ErkJggg=="
+    body = {"tasks": [{"id": 1, "data": {"ocr": url}}], "label_config": OCR_TEMPLATE}
+    with client_for(settings, raise_server_exceptions=False) as c:
+        monkeypatch.setattr(services_of(c).predictor, "predict", broken)
+        with caplog.at_level(logging.INFO, logger="ocr_backend"):
+            response = c.post("/predict", json=body)
+        monkeypatch.undo()
+        assert response.status_code == 500
+        request_id = response.headers["x-request-id"]
+        assert response.json() == {
+            "detail": f"Internal error; the service log has it under request id {request_id}"
+        }
+        assert "fault injected" not in response.text
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert any(r.exc_info and request_id in r.getMessage() for r in errors)
+        assert services_of(c).queue.waiting == 0  # the failed request left the queue
+        assert c.get("/health").json()["status"] == "UP"
+
+
+def test_an_unexpected_error_in_one_task_is_that_tasks_error_logged_with_its_traceback(
+    settings, engine, client_for, monkeypatch, caplog
+):
     def broken(image):
         raise RuntimeError("engine fault injected by the test")
 
@@ -86,15 +111,14 @@ def test_an_unexpected_error_is_a_500_naming_the_request_id_and_the_service_goes
         with caplog.at_level(logging.INFO, logger="ocr_backend"):
             response = c.post("/predict", json=body)
         monkeypatch.undo()
-        assert response.status_code == 500
+        assert response.status_code == 200
         request_id = response.headers["x-request-id"]
-        assert response.json() == {
-            "detail": f"Internal error; the service log has it under request id {request_id}"
-        }
-        assert "engine fault injected" not in response.text
+        (failed,) = response.json()["results"]
+        assert "RuntimeError" in failed["error"] and request_id in failed["error"]
+        assert "fault injected" not in response.text
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert any(r.exc_info and request_id in r.getMessage() for r in errors)
-        assert services_of(c).queue.waiting == 0  # the failed request left the queue
+        assert services_of(c).queue.waiting == 0
         assert c.get("/health").json()["status"] == "UP"
 
 

@@ -10,6 +10,8 @@ from .engine import OcrEngine
 from .http import handlers
 from .http.auth import BasicAuthMiddleware
 from .http.lifespan import lifespan_for
+from .http.limits import BodySizeLimit
+from .http.logs import configure_logging
 from .http.observe import ObservabilityMiddleware
 from .http.routes import router
 from .settings import Settings
@@ -35,6 +37,8 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         lifespan=lifespan_for(settings, engine),
     )
     app.include_router(router)
+    # Innermost of the three: a request without credentials is refused before its body.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if settings.basic_auth_user is not None and settings.basic_auth_pass is not None:
         app.add_middleware(
             BasicAuthMiddleware,
@@ -49,4 +53,6 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
 
 def create_app_from_env() -> FastAPI:
     """Factory for uvicorn's worker processes (WORKERS > 1): each reads the environment."""
-    return create_app(Settings())
+    settings = Settings()
+    configure_logging(settings.log_level)  # a worker process starts with no log handler
+    return create_app(settings)

@@ -11,7 +11,10 @@ and never echoes a secret or a response body. The tree:
     │       └── WeightsMissing          ...a file is neither in MODEL_DIR nor downloadable
     ├── RequestError            the whole request is refused (its `status_code`)
     │   ├── LabelConfigError        the label config cannot be served (400, 422)
+    │   ├── LabelConfigTooLarge     a label config over MAX_LABEL_CONFIG_BYTES (413)
     │   ├── TooManyTasks            more tasks than MAX_QUEUE (413)
+    │   ├── TooManyRegions          more drawn regions than MAX_REGIONS (413)
+    │   ├── BodyTooLarge            a request body over MAX_REQUEST_BYTES (413)
     │   └── QueueFull               the OCR queue is full now (503 with Retry-After)
     └── TaskError               one task cannot be predicted (its `reason`, for metrics);
         │                       the other tasks of the request are answered as usual
@@ -75,6 +78,36 @@ class TooManyTasks(RequestError):
         super().__init__(
             f"This request has {tasks} tasks, more than MAX_QUEUE={limit}: send at most "
             f"{limit} tasks per request (Label Studio's batch size) or raise MAX_QUEUE"
+        )
+
+
+class LabelConfigTooLarge(RequestError):
+    status_code = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"The label config is {size} bytes, more than MAX_LABEL_CONFIG_BYTES={limit}: "
+            "shorten it, or raise MAX_LABEL_CONFIG_BYTES"
+        )
+
+
+class TooManyRegions(RequestError):
+    status_code = 413
+
+    def __init__(self, regions: int, limit: int) -> None:
+        super().__init__(
+            f"This request has {regions} regions drawn, more than MAX_REGIONS={limit}: draw "
+            "fewer at once, or raise MAX_REGIONS"
+        )
+
+
+class BodyTooLarge(RequestError):
+    status_code = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body is larger than MAX_REQUEST_BYTES={limit}: send fewer tasks per "
+            "request, images by URL rather than inline, or raise MAX_REQUEST_BYTES"
         )
 
 

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     allow_private_networks: bool = True
     max_queue: int = Field(default=200, ge=1, le=100_000)
     image_cache_bytes: int = Field(default=268_435_456, ge=0)
+    max_request_bytes: int = Field(default=100_000_000, ge=100_000)
+    max_regions: int = Field(default=50, ge=1, le=10_000)
+    max_label_config_bytes: int = Field(default=1_000_000, ge=10_000)
+    max_projects: int = Field(default=200, ge=1, le=1_000_000)
 
     label_studio_host: str | None = None
     label_studio_access_token: SecretStr | None = None
@@ -138,6 +142,42 @@ class Settings(BaseSettings):
             missing = "BASIC_AUTH_PASS" if self.basic_auth_pass is None else "BASIC_AUTH_USER"
             raise ValueError(
                 f"basic auth needs both BASIC_AUTH_USER and BASIC_AUTH_PASS; {missing} is unset"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _basic_auth_label_studio_can_send(self) -> Settings:
+        # Label Studio sends basic auth through `requests`, which encodes it in Latin-1, and
+        # a user name ends at the first ':'. Credentials it cannot send never work from it.
+        if self.basic_auth_user is not None and ":" in self.basic_auth_user:
+            raise ValueError(
+                "BASIC_AUTH_USER must not contain ':' (in basic auth the user name ends at the "
+                "first ':'): choose a user name without it"
+            )
+        password = self.basic_auth_pass.get_secret_value() if self.basic_auth_pass else None
+        credentials: tuple[tuple[str, str | None], ...] = (
+            ("BASIC_AUTH_USER", self.basic_auth_user),
+            ("BASIC_AUTH_PASS", password),
+        )
+        for name, value in credentials:
+            if value is not None and not value.isprintable():
+                raise ValueError(f"{name} has control characters: use printable characters")
+            try:
+                (value or "").encode("latin-1")
+            except UnicodeEncodeError:
+                raise ValueError(
+                    f"{name} has characters Label Studio cannot send (it encodes basic auth in "
+                    "Latin-1): use ASCII or Latin-1 letters such as é or ü"
+                ) from None
+        return self
+
+    @model_validator(mode="after")
+    def _token_needs_its_host(self) -> Settings:
+        if self.label_studio_access_token is not None and self.label_studio_host is None:
+            raise ValueError(
+                "LABEL_STUDIO_ACCESS_TOKEN is set but LABEL_STUDIO_HOST is not, so the token "
+                "would go to whatever hostname a /setup call names: set LABEL_STUDIO_HOST to "
+                "Label Studio's URL, e.g. http://label-studio:8080"
             )
         return self
 

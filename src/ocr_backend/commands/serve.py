@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import signal
@@ -16,14 +15,6 @@ from pydantic import ValidationError
 from ..settings import Settings, format_settings_error
 
 HELP = "serve the Label Studio ML backend on PORT (the default command)"
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def load_settings() -> Settings | None:
@@ -44,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings is None:
         return 2
+    from ..http.logs import configure_logging
+
     configure_logging(settings.log_level)
     if settings.workers > 1:
         # Before prometheus-client is first imported (by .api and .engine below): it

@@ -1,4 +1,10 @@
-"""HTTP basic auth on every route, /health and the docs included."""
+"""HTTP basic auth on every route, /health and the docs included.
+
+Label Studio sends basic auth through `requests`, which encodes it in
+Latin-1; browsers and curl send UTF-8. Both are accepted, so a password with
+"ü" works from either (Settings refuses what Latin-1 cannot carry, and a user
+name with ':', at start-up).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,8 @@ CHALLENGE = {"WWW-Authenticate": 'Basic realm="ocr-backend", charset="UTF-8"'}
 class BasicAuthMiddleware:
     def __init__(self, app: ASGIApp, *, username: str, password: str) -> None:
         self.app = app
-        self.username = username.encode()
-        self.password = password.encode()
+        self.usernames = encodings(username)
+        self.passwords = encodings(password)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self.authorized(dict(scope["headers"])):
@@ -38,7 +44,15 @@ class BasicAuthMiddleware:
             user, sep, password = base64.b64decode(encoded.strip(), validate=True).partition(b":")
         except (binascii.Error, ValueError):
             return False
-        # Both compared every time: timing tells nothing about which one was wrong.
-        user_ok = secrets.compare_digest(user, self.username)
-        password_ok = secrets.compare_digest(password, self.password)
-        return bool(sep) and user_ok and password_ok
+        # Every form compared every time: timing tells nothing about which one was wrong.
+        user_ok = [secrets.compare_digest(user, form) for form in self.usernames]
+        password_ok = [secrets.compare_digest(password, form) for form in self.passwords]
+        return bool(sep) and any(user_ok) and any(password_ok)
+
+
+def encodings(text: str) -> tuple[bytes, ...]:
+    """The bytes of `text` as Label Studio sends them (Latin-1) and as curl does (UTF-8)."""
+    try:
+        return text.encode("utf-8"), text.encode("latin-1")
+    except UnicodeEncodeError:
+        return (text.encode("utf-8"),)

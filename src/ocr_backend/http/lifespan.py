@@ -67,7 +67,9 @@ def lifespan_for(settings: Settings, engine: OcrEngine | None) -> Lifespan:
                     threads=ocr.threads,
                 ),
                 # What /setup sent, per project, where every worker process sees it.
-                projects=ProjectStore(settings.model_dir / STORE_DIR),
+                projects=ProjectStore(
+                    settings.model_dir / STORE_DIR, max_projects=settings.max_projects
+                ),
             )
             try:
                 yield {STATE_KEY: services}

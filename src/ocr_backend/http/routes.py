@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Body, HTTPException, Response
 
 from .. import __version__, metrics
-from ..errors import LabelConfigError
+from ..errors import LabelConfigError, LabelConfigTooLarge
 from ..label_studio.config import OcrTargets, parse_label_config
 from ..label_studio.projects import ProjectSetup
 from ..label_studio.schemas import (
@@ -52,8 +53,16 @@ UNPROCESSABLE: dict[str, Any] = {
 }
 
 
-def targets_for(config: str, settings: Settings) -> OcrTargets:
-    return parse_label_config(config, settings.label_mappings)
+async def targets_for(config: str, settings: Settings) -> OcrTargets:
+    """The config's OCR targets; refused over MAX_LABEL_CONFIG_BYTES, parsed off the event loop.
+
+    Parsing a 13 MB config held the event loop (and /health, which Label Studio gives
+    one second) for 4 s.
+    """
+    size = len(config.encode("utf-8", "surrogatepass"))
+    if size > settings.max_label_config_bytes:
+        raise LabelConfigTooLarge(size, settings.max_label_config_bytes)
+    return await anyio.to_thread.run_sync(parse_label_config, config, settings.label_mappings)
 
 
 @router.get("/", summary="Service information")
@@ -88,7 +97,10 @@ async def prometheus_metrics() -> Response:
     "/setup",
     summary="Label Studio connects a project",
     response_model=SetupResponse,
-    responses={400: {"model": ErrorResponse, "description": "A config it cannot serve"}},
+    responses={
+        400: {"model": ErrorResponse, "description": "A config it cannot serve"},
+        413: {"model": ErrorResponse, "description": "A config over MAX_LABEL_CONFIG_BYTES"},
+    },
 )
 async def setup(
     body: Annotated[SetupRequest, Body(openapi_examples=SETUP_EXAMPLES)],
@@ -99,7 +111,7 @@ async def setup(
     """Check that the project's label config can be served; answer the model version."""
     # Label Studio gives /setup 3 s: parse the config, never load anything.
     try:
-        targets_for(body.label_config, settings)
+        await targets_for(body.label_config, settings)
     except LabelConfigError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     projects.save(body.project, ProjectSetup(body.label_config, body.hostname, body.access_token))
@@ -115,7 +127,11 @@ async def setup(
         200: {"content": {"application/json": {"example": PREDICT_RESPONSE_EXAMPLE}}},
         400: {"model": ErrorResponse, "description": "The body is not UTF-8 text"},
         422: UNPROCESSABLE,
-        413: {"model": ErrorResponse, "description": "More tasks than MAX_QUEUE"},
+        413: {
+            "model": ErrorResponse,
+            "description": "More tasks than MAX_QUEUE, more regions than MAX_REGIONS, a "
+            "label config over MAX_LABEL_CONFIG_BYTES or a body over MAX_REQUEST_BYTES",
+        },
         503: {"model": ErrorResponse, "description": "The OCR queue is full; retry later"},
     },
 )
@@ -142,7 +158,7 @@ async def predict(
             f"{body.project!r}: send the project's label config XML in label_config",
         )
     try:
-        targets = targets_for(config, settings)
+        targets = await targets_for(config, settings)
     except LabelConfigError as exc:
         raise HTTPException(status_code=422, detail=f"label_config: {exc}") from None
     context = PredictContext(

@@ -9,54 +9,138 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from ..errors import ImageDecodeError
 
 # Pillow's process-wide bomb guard is replaced by decode_image's MAX_IMAGE_PIXELS check,
-# which reads the header and refuses before any pixel is decoded.
+# which reads the header and refuses before any pixel is decoded. Should the guard be on
+# all the same (another library may set it), its error is the same per-task refusal.
 Image.MAX_IMAGE_PIXELS = None
+
+# The formats read, and only these: Pillow opens whatever it recognises otherwise, and
+# some containers decode inside Image.open, before the size can be checked (an ICO's
+# embedded PNG: a 249 KB ICO cost 241 MB; ICNS decodes whole).
+FORMATS = (
+    "PNG", "JPEG", "GIF", "WEBP", "TIFF", "BMP", "AVIF", "JPEG2000", "PPM", "TGA", "PCX", "QOI",
+)  # fmt: skip
+
+# Rows converted at a time from 16/32-bit grey: the float copy stays a few MB, not
+# 8 bytes per pixel of the whole image.
+ROWS_AT_ONCE = 256
 
 
 def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """Bytes -> 8-bit RGB image as displayed: EXIF orientation applied, transparency on white.
 
     The pixel count is checked from the header, before any pixel is decoded.
+    Whatever Pillow or its codecs raise on hostile bytes is this image's error.
     """
     try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        start = f", starts with {data[:16]!r}" if data else ""
-        raise ImageDecodeError(
-            f"the file is not an image Pillow can read ({len(data)} bytes{start})"
-        ) from None
-    except OSError as exc:
-        raise ImageDecodeError(f"the image cannot be decoded: {exc}") from None
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise too_many_pixels(str(exc), max_pixels) from None
+    except Exception as exc:
+        raise unreadable(data, exc) from None
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageDecodeError(
-            f"the image is {width}x{height} pixels, more than MAX_IMAGE_PIXELS={max_pixels}; "
-            "refused before decoding. Raise MAX_IMAGE_PIXELS or use a smaller image",
-            reason="too_many_pixels",
-        )
+        raise too_many_pixels(f"the image is {width}x{height} pixels", max_pixels)
     try:
         image.load()
-        return to_rgb(ImageOps.exif_transpose(image) or image)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageDecodeError(f"the image is truncated or corrupt: {exc}") from None
+        if image.size[0] * image.size[1] > max_pixels:  # a frame larger than the header said
+            raise too_many_pixels(
+                f"the image is {image.size[0]}x{image.size[1]} pixels", max_pixels
+            )
+        # In place: otherwise Pillow returns a copy even when there is nothing to turn.
+        ImageOps.exif_transpose(image, in_place=True)
+        return to_rgb(image)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise too_many_pixels(str(exc), max_pixels) from None
+    except Exception as exc:
+        raise ImageDecodeError(
+            f"the image is truncated or corrupt: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def unreadable(data: bytes, exc: Exception) -> ImageDecodeError:
+    """The bytes are no image of FORMATS, or their header cannot be read."""
+    kind = sniff(data)
+    if kind is not None and kind not in FORMATS:
+        return ImageDecodeError(
+            f"the file is in {kind} format, which is not read here; send one of "
+            f"{', '.join(FORMATS)}",
+            reason="format",
+        )
+    if kind is not None:
+        return ImageDecodeError(f"the {kind} image cannot be decoded: {type(exc).__name__}: {exc}")
+    return ImageDecodeError(
+        f"the file is not an image Pillow can read ({len(data)} bytes{looks_like(data)}); "
+        f"send one of {', '.join(FORMATS)}"
+    )
+
+
+def looks_like(data: bytes) -> str:
+    """What the bytes seem to be, without quoting them: they may be any server's answer."""
+    head = data[:512].lstrip().lower()
+    if not head:
+        return ", empty"
+    if head.startswith((b"<!doctype html", b"<html")) or b"<body" in head:
+        return ", an HTML page: a login or error page instead of the image?"
+    if head.startswith((b"{", b"[")):
+        return ", JSON: an API's answer instead of the image?"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+    return ", text"
+
+
+def sniff(data: bytes) -> str | None:
+    """The format Pillow would take these bytes for, from their first bytes only."""
+    Image.init()
+    head = data[:64]
+    for name, (_, accept) in Image.OPEN.items():
+        try:
+            if accept is not None and accept(head) is True:
+                return name
+        except Exception:  # noqa: BLE001, S112 - a plugin's check failing on odd bytes: not it
+            continue
+    return None
+
+
+def too_many_pixels(what: str, max_pixels: int) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"{what}, more than MAX_IMAGE_PIXELS={max_pixels}; refused before decoding. "
+        "Raise MAX_IMAGE_PIXELS or use a smaller image",
+        reason="too_many_pixels",
+    )
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB, scaling 16/32-bit grey instead of clipping it to white."""
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        grey = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or grey.max() > 255 else 255.0
-        scaled = np.clip(grey / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(scaled, mode="L").convert("RGB")
+        return Image.fromarray(grey_to_8_bit(image), mode="L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    # convert() copies even to the mode the image has: a second page in memory.
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def grey_to_8_bit(image: Image.Image) -> np.ndarray:
+    """16/32-bit grey scaled to 0-255, a band of rows at a time.
+
+    Converting the whole image in float64 at once cost about 27 bytes per pixel.
+    """
+    grey = np.asarray(image)
+    top = 65535.0 if image.mode.startswith("I;16") or grey.max() > 255 else 255.0
+    out = np.empty(grey.shape, dtype=np.uint8)
+    for row in range(0, grey.shape[0], ROWS_AT_ONCE):
+        band = grey[row : row + ROWS_AT_ONCE].astype(np.float64)
+        out[row : row + ROWS_AT_ONCE] = np.clip(band / top * 255.0 + 0.5, 0, 255)
+    return out

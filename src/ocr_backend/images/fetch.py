@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -21,10 +22,20 @@ MAX_REDIRECTS = 5
 
 
 def describe(ref: str, limit: int = 80) -> str:
-    """A reference short enough for an error message (data: URIs can be megabytes)."""
+    """A reference short enough for an error message (data: URIs can be megabytes).
+
+    Its query string is left out: a presigned URL's signature is a credential.
+    """
     if ref.startswith("data:"):
         return ref.split(",", 1)[0] + ",..."
+    ref = redact_query(ref)
     return ref if len(ref) <= limit else ref[: limit - 3] + "..."
+
+
+def redact_query(url: str) -> str:
+    """The URL with its query string, if any, replaced by `?...`."""
+    before, sep, _ = url.partition("?")
+    return before + "?..." if sep else url
 
 
 def decode_data_uri(ref: str) -> bytes:
@@ -82,7 +93,7 @@ class ImageFetcher:
                 if response.status_code != 200:
                     raise ImageStatusError(
                         f"cannot fetch image {describe(url)}: HTTP {response.status_code} "
-                        f"{response.reason_phrase}",
+                        f"{status_phrase(response.status_code)}",
                         status_code=response.status_code,
                         detail=await error_detail(response),
                         url=str(response.url),
@@ -106,8 +117,15 @@ class ImageFetcher:
             raise ImageFetchError(
                 f"cannot fetch image {describe(url)}: timed out", reason="timeout"
             ) from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, UnicodeError, ValueError) as exc:
+            # httpx.InvalidURL is no httpx.HTTPError: a port of 99999, a bad IDNA name.
+            raise ImageFetchError(
+                f"cannot fetch image {describe(url)}: not a valid URL "
+                f"({redact_query(str(exc)) or type(exc).__name__})",
+                reason="reference",
+            ) from None
         except httpx.HTTPError as exc:
-            why = str(exc) or type(exc).__name__
+            why = redact_query(str(exc)) or type(exc).__name__
             refused = isinstance(exc.__cause__, AddressRefused)
             raise ImageFetchError(
                 f"cannot fetch image {describe(url)}: {why}",
@@ -122,19 +140,33 @@ class ImageFetcher:
 
 
 async def error_detail(response: httpx.Response, limit: int = 2000) -> str:
-    """The start of an error answer, its JSON `detail` if it has one: the server's own reason."""
+    """Label Studio's reason for an error answer: a JSON `detail` of one short line, or "".
+
+    Never the body itself: a task can point at any URL, and its answer must not come
+    back in an error message (an API's token, a service's internals).
+    """
+    if "json" not in response.headers.get("content-type", ""):
+        return ""
     head = b""
     async for chunk in response.aiter_bytes():
         head += chunk
         if len(head) >= limit:
-            break
-    text = head[:limit].decode("utf-8", errors="replace").strip()
+            return ""  # a long body is no error reason
     try:
-        detail = json.loads(text).get("detail")
+        detail = json.loads(head).get("detail")
     except (ValueError, AttributeError):
-        detail = None
-    text = str(detail) if detail else " ".join(text.split())
-    return text if len(text) <= 300 else text[:297] + "..."
+        return ""
+    if not isinstance(detail, str) or len(detail) > 200 or not detail.isprintable():
+        return ""
+    return detail
+
+
+def status_phrase(status: int) -> str:
+    """The standard phrase of a status: the server's own reason phrase is its text, not ours."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def new_http_client(timeout: float, *, allow_private: bool = True) -> httpx.AsyncClient:

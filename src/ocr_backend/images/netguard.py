@@ -28,9 +28,13 @@ METADATA_ADDRESSES = frozenset(
     {
         ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
         ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+        ipaddress.ip_address("168.63.129.16"),  # Azure's wire server (and its DNS, health)
     }
 )
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Local-use NAT64 (RFC 8215): the IPv4 address sits where the network's own prefix
+# length puts it, which cannot be known from here, so the whole range is refused.
+LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 
 
 class AddressRefused(httpcore.ConnectError):
@@ -38,10 +42,13 @@ class AddressRefused(httpcore.ConnectError):
 
 
 def embedded_ipv4(address: IPAddress) -> IPAddress:
-    """The IPv4 address inside ::ffff:a.b.c.d, ::a.b.c.d or 64:ff9b::a.b.c.d, else itself."""
+    """The IPv4 address inside ::ffff:a.b.c.d, ::a.b.c.d, 64:ff9b::a.b.c.d or 6to4's
+    2002:AABB:CCDD::, else the address itself."""
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
         packed = address.packed
         if address in NAT64 or (packed[:12] == bytes(12) and int(address) > 1):
             return ipaddress.IPv4Address(packed[12:])
@@ -50,6 +57,8 @@ def embedded_ipv4(address: IPAddress) -> IPAddress:
 
 def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
     """Why this address is refused, or None when it may be connected to."""
+    if address in LOCAL_NAT64:
+        return "a local-use NAT64 address (64:ff9b:1::/48), whose IPv4 target cannot be checked"
     address = embedded_ipv4(address)
     if address in METADATA_ADDRESSES or address.is_link_local:
         return "a link-local or cloud metadata address"

@@ -4,6 +4,12 @@ With WORKERS > 1, Label Studio's /setup and the /predict after it may reach
 different processes, so nothing of it can live only in one process's memory:
 each project is one small JSON file under MODEL_DIR, replaced atomically and
 readable only by the service's user (it holds Label Studio's token).
+
+Anyone who can reach /setup can add projects, so the store is bounded: at
+most MAX_PROJECTS files, the least recently set up forgotten first (150
+anonymous calls once wrote 300 MB and kept all of it in memory too). A
+forgotten project's next /predict asks for its config, and Label Studio
+sends /setup again when its project settings are opened.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import os
 import re
 import tempfile
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,11 +44,15 @@ class ProjectSetup:
 
 
 class ProjectStore:
-    """One file per project under `directory`; a process that cannot write keeps it in memory."""
+    """One file per project under `directory`, at most `max_projects`.
 
-    def __init__(self, directory: Path) -> None:
+    Only a process that cannot write keeps projects in memory, as many and no more.
+    """
+
+    def __init__(self, directory: Path, *, max_projects: int = 200) -> None:
         self.directory = Path(directory)
-        self._memory: dict[str | None, ProjectSetup] = {}
+        self.max_projects = max_projects
+        self._memory: OrderedDict[str | None, ProjectSetup] = OrderedDict()
 
     def path(self, project: str | None) -> Path:
         if project is None:
@@ -49,14 +60,21 @@ class ProjectStore:
         elif SAFE_KEY.match(project):
             name = f"project-{project}"
         else:  # whatever a client sends must not become a path of its choosing
-            name = "project-sha256-" + hashlib.sha256(project.encode()).hexdigest()
+            # surrogatepass: JSON may carry lone surrogates, which UTF-8 alone refuses.
+            digest = hashlib.sha256(project.encode("utf-8", "surrogatepass")).hexdigest()
+            name = "project-sha256-" + digest
         return self.directory / f"{name}.json"
 
     def save(self, project: str | None, setup: ProjectSetup) -> None:
-        self._memory[project] = setup
         try:
             self._write(self.path(project), json.dumps({"project": project, **asdict(setup)}))
+            self._memory.pop(project, None)
+            self._forget_oldest()
         except OSError as exc:
+            self._memory[project] = setup
+            self._memory.move_to_end(project)
+            while len(self._memory) > self.max_projects:
+                self._memory.popitem(last=False)
             log.warning(
                 "cannot keep /setup of project %s in %s (%s): other worker processes will not "
                 "see it; make MODEL_DIR writable",
@@ -81,6 +99,20 @@ class ProjectStore:
                 "cannot read /setup of project %s from %s: %s", project, self.directory, exc
             )
             return self._memory.get(project)
+
+    def _forget_oldest(self) -> None:
+        """Remove the files of the projects set up longest ago, beyond `max_projects`."""
+        stored = []
+        for path in self.directory.glob("*.json"):
+            if path.name.startswith(".tmp-"):
+                continue  # a file another worker is writing
+            try:
+                stored.append((path.stat().st_mtime_ns, path.name, path))
+            except FileNotFoundError:
+                continue  # another worker removed it meanwhile
+        stored.sort()
+        for _, _, path in stored[: max(0, len(stored) - self.max_projects)]:
+            path.unlink(missing_ok=True)
 
     def _write(self, path: Path, text: str) -> None:
         # mkstemp creates the file 0600; os.replace makes readers see the old or the new file

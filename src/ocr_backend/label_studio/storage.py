@@ -14,11 +14,12 @@ falling back to what /setup sent for the project. `connect` makes that
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
@@ -35,6 +36,22 @@ HOST_SHAPE = re.compile(r"^https?://[^/\s?#]+")
 # Paths that only Label Studio serves: an absolute URL with one of them on a host that is
 # not the configured one most likely means LABEL_STUDIO_HOST names it differently.
 LABEL_STUDIO_PATHS = ("/data/upload/", "/data/local-files", "/storage-data/", "/tasks/")
+# Where Label Studio serves files, and so the only paths its token is sent to: uploads,
+# local files, its storage proxy, and presigning. A task naming /api/current-user/token
+# must not get the token's owner's API key fetched with the token.
+FILE_PATHS = re.compile(
+    r"^/(data/upload/|data/local-files/?(\?|$)|storage-data/|(tasks|projects)/\d+/presign/?(\?|$))"
+)
+
+
+def is_file_path(path: str) -> bool:
+    """Whether `path` (and query) is one of Label Studio's file-serving paths, dot segments
+    and percent escapes included: /data/upload/../../api/ is the API, not an upload."""
+    route = unquote(path.partition("?")[0])
+    segments = route.split("/")
+    if "." in segments or ".." in segments or "\\" in route:
+        return False
+    return bool(FILE_PATHS.match(route + ("?" if "?" in path else "")))
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,13 @@ class LabelStudio:
     # Origins whose absolute URLs are Label Studio's own: LABEL_STUDIO_HOST's and the
     # hostname /setup sent (Label Studio's own idea of its URL, e.g. http://localhost:8080).
     own_origins: frozenset[tuple[str, str, int | None]] = field(default_factory=frozenset)
+
+    @property
+    def credentials(self) -> str:
+        """Which token fetches from this Label Studio, as a digest: part of the cache key."""
+        if self.auth is None:
+            return "anonymous"
+        return hashlib.sha256(self.auth.token.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
     def path_of(self, ref: str) -> str | None:
         """The path and query of a reference that Label Studio serves, else None."""
@@ -120,13 +144,17 @@ class LabelStudioImageFetcher(ImageFetcher):
         return LabelStudio(host=host, auth=auth, own_origins=own)
 
     def cache_key(self, ref: Any, label_studio: LabelStudio | None = None) -> Any:
-        """One relative path on two Label Studio hosts is two images."""
+        """One relative path on two Label Studio hosts, or with two tokens, is two images.
+
+        The token is part of the key: a project whose token Label Studio refuses must not
+        read the image another project's token fetched.
+        """
         if not isinstance(ref, str) or ref.startswith("data:"):
             return ref
         label_studio = label_studio or self.connect(None)
         if label_studio.path_of(ref.strip()) is None and not is_cloud_uri(ref):
             return ref
-        return f"{label_studio.host} {ref}"
+        return f"{label_studio.host} {label_studio.credentials} {ref}"
 
     async def fetch(
         self, ref: str, task_id: int | None = None, label_studio: LabelStudio | None = None
@@ -151,6 +179,13 @@ class LabelStudioImageFetcher(ImageFetcher):
                 "known: set LABEL_STUDIO_HOST to Label Studio's URL as this backend reaches it "
                 "(e.g. http://label-studio:8080), or connect the backend from Label Studio's "
                 "project settings so /setup sends its hostname"
+            )
+        if path is not None and not is_file_path(path):
+            raise LabelStudioError(
+                f"image {describe(ref)} is not a file Label Studio serves (uploads under "
+                "/data/upload/, local files under /data/local-files/, cloud storage): its "
+                "token is sent only there; point the task at the image file",
+                reason="not_a_file",
             )
         urls = label_studio_urls(ref, path, label_studio.host, task_id)
         if label_studio.host in self._direct_uploads:
