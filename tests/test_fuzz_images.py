@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import changed
-from drawing import draw_page
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from PIL import Image
-from test_api import ls_predict_body
 
-from ocr_backend.api import create_app
+from tests.support.drawing import draw_page
+from tests.support.label_studio import ls_predict_body
+from tests.support.settings import changed
+
+pytestmark = pytest.mark.slow  # a minute of fuzzing
 
 IMAGES = Path(__file__).parent / "images"
 FUZZ_SECONDS = 60
@@ -158,11 +158,11 @@ def data_uri(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def client(settings, engine, tmp_path_factory):
+def client(client_for, settings, engine, tmp_path_factory):
     limited = changed(
         settings, max_image_pixels=PIXEL_LIMIT, model_dir=tmp_path_factory.mktemp("fuzz")
     )
-    with TestClient(create_app(limited, engine=engine), raise_server_exceptions=False) as c:
+    with client_for(limited, raise_server_exceptions=False) as c:
         yield c
 
 

@@ -15,17 +15,17 @@ import json
 import struct
 
 import pytest
-from conftest import OCR_TEMPLATE, ImageServer, changed
-from drawing import draw_page
 from fastapi.testclient import TestClient
-from label_studio_server import LabelStudioServer
 from PIL import Image
-from test_api import ls_predict_body
 
-from ocr_backend.api import create_app
 from ocr_backend.images.decode import decode_image
 from ocr_backend.images.netguard import refusal
 from ocr_backend.settings import Settings, format_settings_error
+from tests.support.drawing import draw_page
+from tests.support.image_server import ImageServer
+from tests.support.label_studio import OCR_TEMPLATE, ls_predict_body
+from tests.support.label_studio_server import LabelStudioServer
+from tests.support.settings import changed
 
 NEIGHBOUR = "NEIGHBOUR"
 LIMIT = 50_000_000
@@ -64,9 +64,9 @@ def post_raw(client: TestClient, path: str, body: dict, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def client(settings, engine, tmp_path_factory):
+def client(client_for, settings, engine, tmp_path_factory):
     configured = changed(settings, model_dir=tmp_path_factory.mktemp("hostile-models"))
-    with TestClient(create_app(configured, engine=engine), raise_server_exceptions=False) as c:
+    with client_for(configured, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -249,10 +249,12 @@ def test_a_polygon_at_1e308_is_read_as_what_lies_on_the_image(client):
 # --- 1. a cap on the regions of one request --------------------------------------------------
 
 
-def test_more_drawn_regions_than_max_regions_are_refused_before_any_is_read(settings, engine):
+def test_more_drawn_regions_than_max_regions_are_refused_before_any_is_read(
+    client_for, settings, engine
+):
     configured = changed(settings, max_regions=3)
     regions = [drawn(f"r{n}", 0, 0, 100, 100) for n in range(4)]
-    with TestClient(create_app(configured, engine=engine)) as c:
+    with client_for(configured) as c:
         response = c.post("/predict", json=interactive_body(neighbour_uri(), *regions))
     assert response.status_code == 413, response.text
     assert "4 regions" in response.json()["detail"]
@@ -263,14 +265,14 @@ def test_more_drawn_regions_than_max_regions_are_refused_before_any_is_read(sett
 
 
 def test_a_project_whose_token_label_studio_refuses_does_not_read_another_projects_cached_image(
-    settings, engine, tmp_path
+    client_for, settings, engine, tmp_path
 ):
     storage = ImageServer(tmp_path)
     label_studio = LabelStudioServer(storage_url=f"http://127.0.0.1:{storage.port}")
     try:
         label_studio.uploads["upload/1/secret.png"] = encoded(draw_page(["SECRET"])[0], "PNG")
         configured = changed(settings, model_dir=tmp_path / "models")
-        with TestClient(create_app(configured, engine=engine)) as c:
+        with client_for(configured) as c:
             for project, token in (("1.1", label_studio.legacy_key), ("2.1", "not-a-valid-key")):
                 c.post("/setup", json={
                     "project": project, "schema": OCR_TEMPLATE,
@@ -293,12 +295,12 @@ def test_a_project_whose_token_label_studio_refuses_does_not_read_another_projec
 
 
 def test_a_label_config_over_max_label_config_bytes_is_refused_by_setup_and_predict(
-    settings, engine, tmp_path
+    client_for, settings, engine, tmp_path
 ):
     configured = changed(settings, model_dir=tmp_path, max_label_config_bytes=10_000)
     padding = "<!-- " + "x" * 10_000 + " -->"
     config = OCR_TEMPLATE.replace("</View>", padding + "</View>")
-    with TestClient(create_app(configured, engine=engine)) as c:
+    with client_for(configured) as c:
         setup = c.post("/setup", json={"project": "1.1", "schema": config})
         body = {**ls_predict_body(neighbour_uri()), "label_config": config}
         predict = c.post("/predict", json=body)
@@ -309,10 +311,10 @@ def test_a_label_config_over_max_label_config_bytes_is_refused_by_setup_and_pred
 
 
 def test_the_project_store_keeps_the_newest_max_projects_and_forgets_the_oldest(
-    settings, engine, tmp_path
+    client_for, settings, engine, tmp_path
 ):
     configured = changed(settings, model_dir=tmp_path, max_projects=3)
-    with TestClient(create_app(configured, engine=engine)) as c:
+    with client_for(configured) as c:
         for n in range(1, 6):
             assert c.post("/setup", json={"project": f"{n}.1", "schema": OCR_TEMPLATE}).is_success
         stored = sorted(p.name for p in (tmp_path / "label-studio-projects").glob("*.json"))
@@ -351,7 +353,7 @@ def test_made_up_http_methods_do_not_grow_the_metrics(client):
     "ref", ["/api/current-user/token", "/api/projects/", "/user/account/", "/data/../api/users/"]
 )
 def test_the_token_is_not_sent_to_label_studio_paths_that_serve_no_files(
-    settings, engine, tmp_path, ref
+    client_for, settings, engine, tmp_path, ref
 ):
     storage = ImageServer(tmp_path)
     label_studio = LabelStudioServer(storage_url=f"http://127.0.0.1:{storage.port}")
@@ -362,7 +364,7 @@ def test_the_token_is_not_sent_to_label_studio_paths_that_serve_no_files(
             label_studio_host=label_studio.host,
             label_studio_access_token=label_studio.legacy_key,
         )
-        with TestClient(create_app(configured, engine=engine)) as c:
+        with client_for(configured) as c:
             body = ls_predict_body(ref, neighbour_uri())
             bad, good = c.post("/predict", json=body).json()["results"]
         sent = [h.get("Authorization") for _, h in label_studio.image_requests()]
@@ -437,10 +439,10 @@ def basic(user: str, password: str, encoding: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("encoding", ["latin-1", "utf-8"])
 def test_a_non_ascii_password_works_as_label_studio_sends_it_latin_1_and_as_curl_sends_it(
-    settings, engine, encoding
+    client_for, settings, engine, encoding
 ):
     secured = changed(settings, basic_auth_user="anna", basic_auth_pass="grüße")
-    with TestClient(create_app(secured, engine=engine)) as c:
+    with client_for(secured) as c:
         assert c.get("/health", headers=basic("anna", "grüße", encoding)).status_code == 200
         assert c.get("/health", headers=basic("anna", "gruße", encoding)).status_code == 401
 

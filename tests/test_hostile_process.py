@@ -24,15 +24,18 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import OCR_TEMPLATE, ImageServer
-from drawing import draw_page
 from PIL import Image
-from test_api import ls_predict_body
+
+from tests.support.drawing import draw_page
+from tests.support.image_server import ImageServer
+from tests.support.label_studio import OCR_TEMPLATE, ls_predict_body
+from tests.support.load import rss_bytes
+from tests.support.service import ServiceProcess
+
+pytestmark = pytest.mark.slow  # real service processes
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
 
-from load import Service, rss_bytes  # noqa: E402
 
 MIB = 2**20
 
@@ -81,9 +84,9 @@ def texts(prediction: dict) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[Service]:
+def service() -> Iterator[ServiceProcess]:
     # No image cache: every request decodes its own image, as distinct pages would.
-    with Service(IMAGE_CACHE_BYTES="0", LOG_LEVEL="INFO") as running:
+    with ServiceProcess(IMAGE_CACHE_BYTES="0", LOG_LEVEL="INFO") as running:
         running.wait_healthy()
         warm = ls_predict_body(png_uri(draw_page(["WARM UP"])[0]))
         for _ in range(2):  # the first calls allocate torch's buffers: not what is measured
@@ -289,7 +292,7 @@ DECODE = textwrap.dedent(
     """
     import json, sys, threading
     sys.path.insert(0, sys.argv[2])
-    from load import rss_bytes
+    from tests.support.load import rss_bytes
     from ocr_backend.images.decode import decode_image
     import os
     data = open(sys.argv[1], "rb").read()
@@ -321,7 +324,7 @@ def decoding_cost(data: bytes, tmp_path: Path) -> dict:
     path.write_bytes(data)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(
-        [sys.executable, "-c", DECODE, str(path), str(ROOT / "bench")],
+        [sys.executable, "-c", DECODE, str(path), str(ROOT)],
         env=env, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     return json.loads(done.stdout.strip().splitlines()[-1])
