@@ -22,6 +22,7 @@ from ocr_backend.images.decode import decode_image
 from ocr_backend.images.netguard import refusal
 from ocr_backend.settings import Settings, format_settings_error
 from tests.support.drawing import draw_page
+from tests.support.hostile_images import ico_with_a_large_png
 from tests.support.image_server import ImageServer
 from tests.support.label_studio import OCR_TEMPLATE, ls_predict_body
 from tests.support.label_studio_server import LabelStudioServer
@@ -71,14 +72,6 @@ def client(client_for, settings, engine, tmp_path_factory):
 
 
 # --- 2. formats that decode inside Image.open --------------------------------------------
-
-
-def ico_with_a_large_png(side: int = 6000) -> bytes:
-    """An ICO whose one entry is a PNG of side x side pixels: tiny on disk, huge decoded."""
-    png = encoded(Image.new("L", (side, side), 255), "PNG", optimize=True)
-    header = struct.pack("<HHH", 0, 1, 1)
-    entry = struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 6 + 16)
-    return header + entry + png
 
 
 def test_an_ico_is_refused_as_an_unsupported_format_before_any_pixel_is_decoded():

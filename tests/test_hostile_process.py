@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 from tests.support.drawing import draw_page
+from tests.support.hostile_images import ico_with_a_large_png
 from tests.support.image_server import ImageServer
 from tests.support.label_studio import OCR_TEMPLATE, ls_predict_body
 from tests.support.load import rss_bytes
@@ -331,8 +332,6 @@ def decoding_cost(data: bytes, tmp_path: Path) -> dict:
 
 
 def test_an_ico_holding_a_huge_png_is_refused_before_it_costs_memory(tmp_path):
-    from test_hostile import ico_with_a_large_png
-
     cost = decoding_cost(ico_with_a_large_png(6000), tmp_path)
     print(f"\nICO of a 6000x6000 PNG: +{cost['growth'] / MIB:.0f} MiB, {cost['error']}")
     assert cost["error"] and "ICO" in cost["error"]
