@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint
+.PHONY: install run test test-fast lint
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: install
 	bash scripts/install-label-studio.sh
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/python -m pytest
+
+# Without the slow tests (a real Ray cluster) and the end-to-end ones.
+test-fast: install
+	$(VENV)/bin/python -m pytest -m "not slow and not e2e"
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench
