@@ -419,8 +419,14 @@ def _connect(settings: Settings) -> Any:
                 "the Ray head (`ray start --head`), fix RAY_ADDRESS, or unset it to read in "
                 "this process"
             ) from None
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise ClusterUnreachable(
+            "RAY_ADDRESS is set but Ray is not installed: install the cluster extra "
+            "(pip install 'ocr-backend[cluster]'; images: docker build --build-arg "
+            "EXTRAS=cluster), or unset RAY_ADDRESS to read in this process"
+        ) from None
     try:
         ray.init(
             address=address,
