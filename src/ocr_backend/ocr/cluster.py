@@ -221,6 +221,9 @@ class ClusterEngine:
                         raise _MemberDown
             except (ray.exceptions.RayActorError, _MemberDown) as exc:
                 self._lost(member, exc)
+            except asyncio.CancelledError:
+                ray.cancel(ref)  # the request is gone: free the actor for the next image
+                raise
             finally:
                 self._release(member)
 
