@@ -64,6 +64,10 @@ def ray_cluster(workers: list[dict[str, Any]]) -> Iterator[tuple[Any, list[Any]]
         yield cluster, [add_worker(cluster, **args) for args in workers]
     finally:
         pids = ray_pids(cluster)
+        import ray
+
+        if ray.is_initialized():  # a driver left connected would stop the head's removal
+            ray.shutdown()
         cluster.shutdown()
         stop_leftovers(pids)
 

@@ -136,6 +136,36 @@ def test_actors_that_fit_nowhere_stop_start_up_with_what_the_cluster_has(cluster
     assert "GPU 2" in message and "GPU 1" in message and "CPU 2" in message
 
 
+async def test_a_busy_pool_grows_to_its_maximum_and_shrinks_when_idle(
+    cluster, model_dir: Path, pages
+):
+    """RAY_ACTORS=1, RAY_ACTORS_MAX=2: a batch makes it add the second actor, idle lets it go."""
+    import numpy as np
+    from PIL import Image
+
+    ray_cluster_, (node_1, node_2) = cluster
+    server, urls = pages
+    settings = cluster_settings(ray_cluster_.address, model_dir, ray_actors=1, ray_actors_max=2)
+    engine = load_engine(settings)
+    try:
+        assert engine.threads == 2  # the predictor decodes for the largest pool
+        assert engine.health()["cluster"]["actors"] == 1
+        images = [
+            np.asarray(Image.open(server.root / f"{word}.png").convert("RGB")) for word in WORDS
+        ]
+        read = await asyncio.gather(*(engine.read(image) for image in images))
+        assert [lines[0].text.split()[0] for lines in read] == WORDS
+        assert engine.health()["cluster"]["actors"] == 2
+        assert await wait_until(lambda: engine.health()["cluster"]["actors_up"] == 2, 240, 1)
+        await asyncio.gather(*(engine.read(image) for image in images[:4]))
+        assert set(engine.reads_by_node) == {node_1.node_id, node_2.node_id}
+        engine.idle_seconds = 1
+        assert await wait_until(lambda: engine.health()["cluster"]["actors"] == 1, 30)
+        assert engine.health()["degraded"] is False
+    finally:
+        engine.close()
+
+
 @pytest.fixture(scope="module")
 def engine(cluster, model_dir: Path):
     ray_cluster_, _ = cluster

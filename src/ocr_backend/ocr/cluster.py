@@ -58,6 +58,9 @@ POLL_SECONDS = 0.25
 
 Read = tuple[list[TextLine], float, str]
 
+# Pools of this process joined to the cluster: Ray has one connection per process.
+_drivers = 0
+
 
 class OcrActor:
     """Runs on a Ray worker: one EasyOCR reader in its own thread (an OcrEngine of one thread).
@@ -144,6 +147,7 @@ class ClusterEngine:
         self.threads = settings.ray_pool_max
         self.seconds_per_image = 1.0
         self.redispatched = 0
+        self.idle_seconds = IDLE_SECONDS
         self.reads_by_node: Counter[str] = Counter()
         self._actor_class = actor_class
         self._members = members
@@ -165,7 +169,7 @@ class ClusterEngine:
             members = [Member(actor_class.remote(settings)) for _ in range(settings.ray_actors)]
             _wait_ready(ray, settings, members)
         except BaseException:
-            ray.shutdown()
+            _disconnect(ray)
             raise
         engine = cls(settings, actor_class, members)
         took = time.perf_counter() - started
@@ -291,10 +295,11 @@ class ClusterEngine:
             self.reads_by_node[node] += 1
         return lines
 
-    def _lost(self, member: Member, exc: BaseException) -> None:
+    def _lost(self, member: Member, exc: BaseException, *, image_in_hand: bool = True) -> None:
         with self._lock:
             was_up, member.up = member.up, False
-            self.redispatched += 1
+            if image_in_hand:  # that image goes to another actor
+                self.redispatched += 1
         if was_up:
             why = "stopped answering" if isinstance(exc, _MemberDown) else type(exc).__name__
             log.warning(
@@ -345,20 +350,28 @@ class ClusterEngine:
             ready, _ = ray.wait([member.ping], timeout=0)
             if not ready:
                 if member.up and now - member.ping_sent > PING_TIMEOUT:
-                    self._lost(member, _MemberDown())
+                    self._lost(member, _MemberDown(), image_in_hand=False)
                 continue
             try:
                 answer = ray.get(member.ping)
             except ray.exceptions.RayActorError as exc:
                 if member.up:
-                    self._lost(member, exc)
+                    self._lost(member, exc, image_in_hand=False)
             else:
                 self._answered(member, answer)
             member.ping = None
 
     def _answered(self, member: Member, answer: dict[str, Any]) -> None:
         if answer["error"]:
+            # Only an actor added while running gets here (start-up checks the first ones).
             log.error("Ray actor on node %s cannot read: %s", answer["node"][:12], answer["error"])
+            with self._lock:
+                self._members.remove(member)
+                if member is self._growing:
+                    self._growing = None
+            import ray
+
+            ray.kill(member.handle, no_restart=True)
             return
         with self._lock:
             back = not member.up
@@ -388,7 +401,8 @@ class ClusterEngine:
                 ray.kill(growing.handle, no_restart=True)
             spare = len(self._members) - self.settings.ray_actors
             for member in list(self._members):
-                idle = member.up and not member.in_flight and now - member.last_used > IDLE_SECONDS
+                idle_for = now - member.last_used
+                idle = member.up and not member.in_flight and idle_for > self.idle_seconds
                 if spare > 0 and idle:
                     self._members.remove(member)
                     spare -= 1
@@ -405,7 +419,7 @@ class ClusterEngine:
                 ray.kill(member.handle, no_restart=True)
             except Exception:  # noqa: S110 - the cluster may already be gone
                 pass
-        ray.shutdown()
+        _disconnect(ray)
 
 
 def _connect(settings: Settings) -> Any:
@@ -430,6 +444,10 @@ def _connect(settings: Settings) -> Any:
             "(pip install 'ocr-backend[cluster]'; images: docker build --build-arg "
             "EXTRAS=cluster), or unset RAY_ADDRESS to read in this process"
         ) from None
+    global _drivers
+    if ray.is_initialized():  # another pool of this process (benchmarks) already joined
+        _drivers += 1
+        return ray
     try:
         ray.init(
             address=address,
@@ -442,7 +460,17 @@ def _connect(settings: Settings) -> Any:
             f"RAY_ADDRESS={address}: cannot join the Ray cluster: {exc}. Unset RAY_ADDRESS "
             "to read in this process"
         ) from None
+    _drivers = 1
     return ray
+
+
+def _disconnect(ray: Any) -> None:
+    """`ray.shutdown` once the last pool of this process is closed."""
+    global _drivers
+    _drivers -= 1
+    if _drivers <= 0:
+        _drivers = 0
+        ray.shutdown()
 
 
 def _actor_class(settings: Settings) -> Any:
