@@ -136,6 +136,38 @@ def test_actors_that_fit_nowhere_stop_start_up_with_what_the_cluster_has(cluster
     assert "GPU 2" in message and "GPU 1" in message and "CPU 2" in message
 
 
+def drawn_rectangle(box, size) -> dict:
+    """A rectangle a user drew around a pixel box, as Label Studio sends it in the context."""
+    (left, top, right, bottom), (width, height) = box, size
+    value = {"x": left / width * 100, "y": top / height * 100, "rotation": 0}
+    value |= {"width": (right - left) / width * 100, "height": (bottom - top) / height * 100}
+    return {"original_width": width, "original_height": height, "image_rotation": 0,
+            "value": value, "id": "drawn", "from_name": "bbox", "to_name": "image",
+            "type": "rectangle", "origin": "manual"}  # fmt: skip
+
+
+async def test_the_lifespan_joins_the_cluster_and_a_drawn_region_is_read_there(
+    cluster, model_dir: Path, pages
+):
+    """No engine given: the app loads the pool at start-up, as with RAY_ADDRESS in the env."""
+    ray_cluster_, _ = cluster
+    server, _ = pages
+    image, drawn = draw_page(["SHIPPING LABEL", "Order 4711"], font_size=44, gap=50)
+    url = server.put("drawn.png", image)
+    left, top, right, bottom = drawn[1].box
+    region = drawn_rectangle((left - 8, top - 8, right + 8, bottom + 8), image.size)
+    body = predict_body({"drawn": url}) | {"params": {"context": {"result": [region]}}}
+    app = create_app(cluster_settings(ray_cluster_.address, model_dir, ray_actors=1))
+    async with async_client(app) as (client, services):
+        assert isinstance(services.engine, ClusterEngine)
+        response = await client.post("/predict", json=body, timeout=120)
+        reads = sum(services.engine.reads_by_node.values())
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["results"]
+    assert texts_of(prediction) == "Order 4711"
+    assert reads == 1  # read on the pool: the region, not the page
+
+
 async def test_a_busy_pool_grows_to_its_maximum_and_shrinks_when_idle(
     cluster, model_dir: Path, pages
 ):
