@@ -266,6 +266,9 @@ async def test_a_node_killed_mid_batch_costs_no_task(cluster, engine, pages):
 
         assert health["status"] == "UP" and health["degraded"] is True
         assert health["cluster"]["actors_up"] == 1
+        metrics = (await client.get("/metrics")).text
+        assert "ocr_backend_cluster_actors_up 1.0" in metrics
+        assert "ocr_backend_cluster_redispatched_images_total" in metrics
 
         # A new node with room: Ray restarts the lost actor there, the pool takes it back.
         add_worker(ray_cluster_, num_cpus=1)

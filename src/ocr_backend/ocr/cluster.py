@@ -36,7 +36,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ClusterUnavailable, ClusterUnreachable, StartupError
-from ..metrics import ENGINE_LOAD_SECONDS, OCR_SECONDS
+from ..metrics import (
+    CLUSTER_ACTORS_UP,
+    CLUSTER_REDISPATCHED,
+    ENGINE_LOAD_SECONDS,
+    OCR_SECONDS,
+)
 from .lines import TextLine
 
 if TYPE_CHECKING:
@@ -154,6 +159,7 @@ class ClusterEngine:
         self._growing: Member | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        CLUSTER_ACTORS_UP.set(sum(m.up for m in members))
         self._monitor = threading.Thread(target=self._watch, name="ray-pool", daemon=True)
         self._monitor.start()
 
@@ -300,6 +306,8 @@ class ClusterEngine:
             was_up, member.up = member.up, False
             if image_in_hand:  # that image goes to another actor
                 self.redispatched += 1
+                CLUSTER_REDISPATCHED.inc()
+            CLUSTER_ACTORS_UP.set(sum(m.up for m in self._members))
         if was_up:
             why = "stopped answering" if isinstance(exc, _MemberDown) else type(exc).__name__
             log.warning(
@@ -378,6 +386,7 @@ class ClusterEngine:
             member.up, member.node, member.device = True, answer["node"], answer["device"]
             if member is self._growing:
                 self._growing = None
+            CLUSTER_ACTORS_UP.set(sum(m.up for m in self._members))
         if back:
             log.info("Ray actor on node %s is up", member.node[:12])
 
@@ -408,6 +417,7 @@ class ClusterEngine:
                     spare -= 1
                     ray.kill(member.handle, no_restart=True)
                     log.info("Ray actor on node %s idle: let go", member.node[:12])
+            CLUSTER_ACTORS_UP.set(sum(m.up for m in self._members))
 
     def close(self) -> None:
         import ray
