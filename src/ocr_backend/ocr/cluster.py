@@ -333,6 +333,10 @@ class ClusterEngine:
                     "nodes_up": len({m.node for m in up}),
                     "images_in_hand": sum(m.in_flight for m in self._members),
                     "redispatched": self.redispatched,
+                    # Short node ids, as `ray status` shows them.
+                    "images_read_by_node": {
+                        node[:12]: count for node, count in sorted(self.reads_by_node.items())
+                    },
                 },
             }
 
