@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 from pages import document  # noqa: E402
 
 from ocr_backend.engine import load_engine  # noqa: E402
-from ocr_backend.ocr.cluster import ClusterEngine, _one_reader_engine  # noqa: E402
+from ocr_backend.ocr.cluster import ClusterEngine  # noqa: E402
+from ocr_backend.ocr.cluster_actor import one_reader_engine  # noqa: E402
 from ocr_backend.settings import Settings  # noqa: E402
 from tests.ray_cluster import descendants, node_pids, ray_cluster  # noqa: E402
 
@@ -89,7 +90,7 @@ def main() -> int:
     workers = [{"num_cpus": 2, "resources": {"node1": 1}}, {"num_cpus": 2}]
     with ray_cluster(workers) as (cluster, nodes):
         engines = {
-            "A": _one_reader_engine(Settings(**base, device="cpu")),
+            "A": one_reader_engine(Settings(**base, device="cpu")),
             "B": load_engine(
                 Settings(
                     **base,

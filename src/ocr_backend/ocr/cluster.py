@@ -3,8 +3,8 @@
 Used instead of the in-process engine when RAY_ADDRESS is set; it has the
 same interface (`read`, `read_region`, their `_sync` forms, `threads`,
 `seconds_per_image`, `close`), so the predictor and everything above it do
-not know where the images are read. Ray is imported only here, and only
-when this engine loads.
+not know where the images are read. Ray is imported only here and in
+cluster_actor.py (the actors, joining the cluster), only when this engine loads.
 
 Each image goes to the actor with the fewest images in hand. An actor or
 node lost mid-read costs no image: the call fails (or stops answering
@@ -25,23 +25,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ClusterUnavailable, ClusterUnreachable, StartupError
+from ..errors import ClusterUnavailable
 from ..metrics import (
     CLUSTER_ACTORS_UP,
     CLUSTER_REDISPATCHED,
     ENGINE_LOAD_SECONDS,
     OCR_SECONDS,
 )
+from .cluster_actor import Member, Read, actor_class, connect, disconnect, start_actors
 from .lines import TextLine
 
 if TYPE_CHECKING:
@@ -49,92 +47,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "ocr-backend"
 # How often the pool pings its actors, and how long an unanswered ping may take
 # before the actor counts as down (an actor answers pings while it reads).
 PING_SECONDS = 1.0
 PING_TIMEOUT = 10.0
 # Actors above RAY_ACTORS idle this long are let go.
 IDLE_SECONDS = 120.0
-# Connecting to an address that does not answer: Ray itself retries for minutes.
-CONNECT_TIMEOUT = 10.0
 # How often a waiting call checks that its actor is still up.
 POLL_SECONDS = 0.25
-
-Read = tuple[list[TextLine], float, str]
-
-# Pools of this process joined to the cluster: Ray has one connection per process.
-_drivers = 0
-
-
-class OcrActor:
-    """Runs on a Ray worker: one EasyOCR reader in its own thread (an OcrEngine of one thread).
-
-    Made a Ray actor class by `_actor_class`; the methods are async so that
-    the actor answers `ready` pings while its reader thread is busy.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        import ray
-
-        self.node = ray.get_runtime_context().get_node_id()
-        self.error: str | None = None
-        self.device = ""
-        try:
-            self.engine = _one_reader_engine(settings)
-            self.device = self.engine.device
-        except StartupError as exc:
-            # Raising would make Ray restart this actor forever; `ready` reports it instead.
-            self.error = str(exc)
-
-    async def ready(self) -> dict[str, Any]:
-        return {"node": self.node, "device": self.device, "pid": os.getpid(), "error": self.error}
-
-    async def read(self, image: np.ndarray) -> Read:
-        started = time.perf_counter()
-        lines = await self.engine.read(image)
-        return lines, time.perf_counter() - started, self.node
-
-    async def read_region(self, crop: np.ndarray) -> Read:
-        started = time.perf_counter()
-        lines = await self.engine.read_region(crop)
-        return lines, time.perf_counter() - started, self.node
-
-
-def _one_reader_engine(settings: Settings) -> Any:
-    """The in-process engine with one thread, its torch threads matched to the actor's CPUs."""
-    import torch
-
-    # Here, not at the top: the service imports this module, and engine.py imports it lazily.
-    from ..engine import OcrEngine
-    from .reader import reader_factory
-
-    build_reader, device = reader_factory(settings)
-    if device == "cpu":
-        # reader_factory sizes torch for the whole machine; this actor has only its CPUs.
-        torch.set_num_threads(max(1, int(settings.ray_actor_cpus)))
-    return OcrEngine(
-        build_reader,
-        languages=settings.lang_list,
-        device=device,
-        threads=1,
-        height_ths=settings.height_ths,
-    )
-
-
-@dataclass(eq=False)
-class Member:
-    """One actor of the pool, as the service sees it."""
-
-    handle: Any
-    started: float = field(default_factory=time.monotonic)
-    up: bool = False
-    node: str = ""
-    device: str = ""
-    in_flight: int = 0
-    last_used: float = field(default_factory=time.monotonic)
-    ping: Any = None  # the ObjectRef of the ping not yet answered
-    ping_sent: float = 0.0
 
 
 class _MemberDown(Exception):
@@ -144,7 +64,7 @@ class _MemberDown(Exception):
 class ClusterEngine:
     """A pool of OcrActor on a Ray cluster, behind the in-process engine's interface."""
 
-    def __init__(self, settings: Settings, actor_class: Any, members: list[Member]) -> None:
+    def __init__(self, settings: Settings, actors: Any, members: list[Member]) -> None:
         self.settings = settings
         self.languages = tuple(settings.lang_list)
         self.device = members[0].device if members else "cpu"
@@ -154,7 +74,7 @@ class ClusterEngine:
         self.redispatched = 0
         self.idle_seconds = IDLE_SECONDS
         self.reads_by_node: Counter[str] = Counter()
-        self._actor_class = actor_class
+        self._actors = actors
         self._members = members
         self._growing: Member | None = None
         self._lock = threading.Lock()
@@ -169,15 +89,15 @@ class ClusterEngine:
     def load(cls, settings: Settings) -> ClusterEngine:
         """Connect to RAY_ADDRESS and start RAY_ACTORS actors. Raises ClusterUnreachable."""
         started = time.perf_counter()
-        ray = _connect(settings)
+        ray = connect(settings)
         try:
-            actor_class = _actor_class(settings)
-            members = [Member(actor_class.remote(settings)) for _ in range(settings.ray_actors)]
-            _wait_ready(ray, settings, members)
+            actors = actor_class(settings)
+            members = [Member(actors.remote(settings)) for _ in range(settings.ray_actors)]
+            start_actors(ray, settings, members)
         except BaseException:
-            _disconnect(ray)
+            disconnect(ray)
             raise
-        engine = cls(settings, actor_class, members)
+        engine = cls(settings, actors, members)
         took = time.perf_counter() - started
         ENGINE_LOAD_SECONDS.set(took)
         log.info(
@@ -398,7 +318,7 @@ class ClusterEngine:
         """Ask Ray for one more actor (under the lock); the monitor takes it in once ready."""
         if len(self._members) >= self.settings.ray_pool_max:
             return
-        member = Member(self._actor_class.remote(self.settings))
+        member = Member(self._actors.remote(self.settings))
         self._members.append(member)
         self._growing = member
         log.info("Every Ray actor is busy: starting actor %d", len(self._members))
@@ -433,111 +353,4 @@ class ClusterEngine:
                 ray.kill(member.handle, no_restart=True)
             except Exception:  # noqa: S110 - the cluster may already be gone
                 pass
-        _disconnect(ray)
-
-
-def _connect(settings: Settings) -> Any:
-    """`ray.init` on RAY_ADDRESS, failing in seconds with one clear message."""
-    address = settings.ray_address or "auto"
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if host and port.isdigit():
-        # Ray retries an address that does not answer for minutes: ask it once first.
-        try:
-            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
-        except OSError as exc:
-            raise ClusterUnreachable(
-                f"RAY_ADDRESS={address}: nothing answers there ({exc.strerror or exc}). Start "
-                "the Ray head (`ray start --head`), fix RAY_ADDRESS, or unset it to read in "
-                "this process"
-            ) from None
-    try:
-        import ray
-    except ImportError:
-        raise ClusterUnreachable(
-            "RAY_ADDRESS is set but Ray is not installed: install the cluster extra "
-            "(pip install 'ocr-backend[cluster]'; images: docker build --build-arg "
-            "EXTRAS=cluster), or unset RAY_ADDRESS to read in this process"
-        ) from None
-    global _drivers
-    if ray.is_initialized():  # another pool of this process (benchmarks) already joined
-        _drivers += 1
-        return ray
-    try:
-        ray.init(
-            address=address,
-            namespace=NAMESPACE,
-            logging_level=logging.WARNING,
-            configure_logging=False,
-        )
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise ClusterUnreachable(
-            f"RAY_ADDRESS={address}: cannot join the Ray cluster: {exc}. Unset RAY_ADDRESS "
-            "to read in this process"
-        ) from None
-    _drivers = 1
-    return ray
-
-
-def _disconnect(ray: Any) -> None:
-    """`ray.shutdown` once the last pool of this process is closed."""
-    global _drivers
-    _drivers -= 1
-    if _drivers <= 0:
-        _drivers = 0
-        ray.shutdown()
-
-
-def _actor_class(settings: Settings) -> Any:
-    import ray
-
-    options: dict[str, Any] = {
-        "num_cpus": settings.ray_actor_cpus,
-        "num_gpus": settings.ray_actor_gpus,
-        "max_restarts": -1,  # come back wherever the cluster has room
-        "max_task_retries": 0,  # the pool re-dispatches: see the module's docstring
-        "max_concurrency": 16,  # pings are answered while the reader thread reads
-        "scheduling_strategy": "SPREAD",  # one big batch spreads over every node
-    }
-    if settings.ray_actor_resources:
-        options["resources"] = dict(settings.ray_actor_resources)
-    return ray.remote(OcrActor).options(**options)
-
-
-def _wait_ready(ray: Any, settings: Settings, members: list[Member]) -> None:
-    """Wait until every actor has loaded EasyOCR, or say why not. Raises ClusterUnreachable."""
-    pings = {member.handle.ready.remote(): member for member in members}
-    ready, pending = ray.wait(
-        list(pings), num_returns=len(pings), timeout=settings.ray_start_timeout
-    )
-    try:
-        for ref in ready:
-            try:
-                answer = ray.get(ref)
-            except ray.exceptions.RayActorError as exc:
-                raise ClusterUnreachable(f"a Ray actor died while loading EasyOCR: {exc}") from None
-            if answer["error"]:
-                raise ClusterUnreachable(
-                    f"a Ray actor on node {answer['node'][:12]} cannot load EasyOCR: "
-                    f"{answer['error']}"
-                )
-            member = pings[ref]
-            member.up, member.node, member.device = True, answer["node"], answer["device"]
-        if pending:
-            asked = {"CPU": settings.ray_actor_cpus, "GPU": settings.ray_actor_gpus}
-            asked |= settings.ray_actor_resources
-            each = ", ".join(f"{k} {v:g}" for k, v in asked.items() if v)
-            has = ", ".join(
-                f"{k} {v:g}"
-                for k, v in sorted(ray.cluster_resources().items())
-                if not k.startswith(("node:", "memory", "object_store_memory"))
-            )
-            raise ClusterUnreachable(
-                f"only {len(ready)} of RAY_ACTORS={len(members)} Ray actors started within "
-                f"RAY_START_TIMEOUT={settings.ray_start_timeout:g} s. Each asks for {each}; "
-                f"the cluster has in all: {has or 'nothing'}. Add worker nodes, or lower "
-                "RAY_ACTORS or what each actor asks for"
-            )
-    except ClusterUnreachable:
-        for member in members:
-            ray.kill(member.handle, no_restart=True)
-        raise
+        disconnect(ray)
