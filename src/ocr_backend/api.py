@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from . import __version__
-from .engine import OcrEngine
+from .engine import Engine
 from .http import handlers
 from .http.auth import BasicAuthMiddleware
 from .http.lifespan import lifespan_for
@@ -26,7 +26,7 @@ template and an inline image of the word HELLO.
 """
 
 
-def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """Build the service. With no engine given, the lifespan loads one before serving."""
     # The docs page's JavaScript and CSS are served from here, not a CDN: it works offline.
     app = FastAPIOffline(

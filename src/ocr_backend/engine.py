@@ -2,7 +2,8 @@
 
 The reader is loaded once per process; `readtext` blocks for seconds, so it
 runs in a bounded thread pool and the event loop stays free for `/health`
-and for fetching the next images.
+and for fetching the next images. With RAY_ADDRESS set, `load_engine` gives
+a pool of Ray actors with the same interface instead (ocr/cluster.py).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -28,6 +29,57 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Engine(Protocol):
+    """What the predictor needs of an engine: this process's threads, or a Ray pool."""
+
+    languages: tuple[str, ...]
+    device: str
+    threads: int  # images read at once: the predictor decodes this many (+2) ahead
+    seconds_per_image: float
+
+    async def read(self, image: np.ndarray) -> list[TextLine]: ...
+
+    async def read_region(self, crop: np.ndarray) -> list[TextLine]: ...
+
+    def read_sync(self, image: np.ndarray) -> list[TextLine]: ...
+
+    def read_region_sync(self, crop: np.ndarray) -> list[TextLine]: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def load_engine(settings: Settings) -> Engine:
+    """The engine the settings ask for. Raises StartupError.
+
+    Ray is imported only when RAY_ADDRESS is set: the embedded default
+    neither needs it installed nor pays its start-up.
+    """
+    if settings.ray_address is None:
+        return OcrEngine.load(settings)
+    from .ocr.cluster import ClusterEngine
+
+    return ClusterEngine.load(settings, one_reader_engine)
+
+
+def one_reader_engine(settings: Settings) -> OcrEngine:
+    """The in-process engine of one Ray actor: one thread, torch sized to the actor's CPUs."""
+    import torch
+
+    build_reader, device = reader_factory(settings)
+    if device == "cpu":
+        # reader_factory sizes torch for the whole machine; this actor has only its CPUs.
+        torch.set_num_threads(max(1, int(settings.ray_actor_cpus)))
+    return OcrEngine(
+        build_reader,
+        languages=settings.lang_list,
+        device=device,
+        threads=1,
+        height_ths=settings.height_ths,
+    )
 
 
 class OcrEngine:
@@ -149,6 +201,10 @@ class OcrEngine:
         """`read_region_sync` in the engine's thread pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.read_region_sync, crop)
+
+    def health(self) -> dict[str, Any]:
+        """Nothing to add to /health: this process's threads are up while it runs."""
+        return {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

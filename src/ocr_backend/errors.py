@@ -7,15 +7,17 @@ and never echoes a secret or a response body. The tree:
     ├── StartupError            the service cannot start (`ocr-backend` exits 1)
     │   ├── EngineError             EasyOCR or its detector cannot be loaded
     │   │   └── DeviceUnavailable       DEVICE names a GPU this machine lacks
-    │   └── WeightsError            the weights for LANG_LIST cannot be had
-    │       └── WeightsMissing          ...a file is neither in MODEL_DIR nor downloadable
+    │   ├── WeightsError            the weights for LANG_LIST cannot be had
+    │   │   └── WeightsMissing          ...a file is neither in MODEL_DIR nor downloadable
+    │   └── ClusterUnreachable      RAY_ADDRESS set, but its cluster or actor pool won't start
     ├── RequestError            the whole request is refused (its `status_code`)
     │   ├── LabelConfigError        the label config cannot be served (400, 422)
     │   ├── LabelConfigTooLarge     a label config over MAX_LABEL_CONFIG_BYTES (413)
     │   ├── TooManyTasks            more tasks than MAX_QUEUE (413)
     │   ├── TooManyRegions          more drawn regions than MAX_REGIONS (413)
     │   ├── BodyTooLarge            a request body over MAX_REQUEST_BYTES (413)
-    │   └── QueueFull               the OCR queue is full now (503 with Retry-After)
+    │   ├── QueueFull               the OCR queue is full now (503 with Retry-After)
+    │   └── ClusterUnavailable      no Ray actor could read, within RAY_WAIT_SECONDS (503)
     └── TaskError               one task cannot be predicted (its `reason`, for metrics);
         │                       the other tasks of the request are answered as usual
         ├── ImageFetchError         its image could not be fetched
@@ -54,6 +56,10 @@ class WeightsError(StartupError):
 
 class WeightsMissing(WeightsError):
     """A weight file is not in MODEL_DIR and cannot be downloaded."""
+
+
+class ClusterUnreachable(StartupError):
+    """RAY_ADDRESS is set, but the cluster cannot be reached or will not run the pool."""
 
 
 # --- one request, refused whole --------------------------------------------------------
@@ -119,6 +125,16 @@ class QueueFull(RequestError):
             f"The OCR queue is full ({waiting} of MAX_QUEUE={limit} images waiting); "
             f"retry in {retry_after} s"
         )
+        self.retry_after = retry_after
+
+
+class ClusterUnavailable(RequestError):
+    """No actor of the Ray pool could read an image in time: the cluster is down or lost."""
+
+    status_code = 503
+
+    def __init__(self, message: str, retry_after: int = 30) -> None:
+        super().__init__(message)
         self.retry_after = retry_after
 
 

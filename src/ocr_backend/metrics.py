@@ -68,6 +68,17 @@ ENGINE_LOAD_SECONDS = Gauge(
     multiprocess_mode="liveall",
 )
 
+# With RAY_ADDRESS only (ocr/cluster.py).
+CLUSTER_ACTORS_UP = Gauge(
+    "ocr_backend_cluster_actors_up",
+    "Ray actors of the pool that answer and read",
+    multiprocess_mode="livesum",
+)
+CLUSTER_REDISPATCHED = Counter(
+    "ocr_backend_cluster_redispatched_images",
+    "Images sent to another Ray actor because theirs was lost mid-read",
+)
+
 
 def multiprocess_mode() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .convert import lines_to_regions
-from .engine import OcrEngine
+from .engine import Engine
 from .errors import TaskError, TooManyRegions
 from .images.cache import ImageCache
 from .images.crop import crop_region, region_bounds, within
@@ -70,7 +70,7 @@ class PredictContext:
 
 class Predictor:
     def __init__(
-        self, engine: OcrEngine, fetcher: LabelStudioImageFetcher, settings: Settings
+        self, engine: Engine, fetcher: LabelStudioImageFetcher, settings: Settings
     ) -> None:
         self.engine = engine
         self.fetcher = fetcher

@@ -84,6 +84,17 @@ class Settings(BaseSettings):
     label_studio_host: str | None = None
     label_studio_access_token: SecretStr | None = None
 
+    # The Ray cluster engine (ocr/cluster.py), used only when RAY_ADDRESS is set.
+    # RAY_ADDRESS is Ray's own variable: `ray.init` would read it anyway.
+    ray_address: str | None = None
+    ray_actors: int = Field(default=2, ge=1, le=10_000)
+    ray_actors_max: int | None = Field(default=None, ge=1, le=10_000)
+    ray_actor_cpus: float = Field(default=1.0, ge=0.0, le=1024.0)
+    ray_actor_gpus: float = Field(default=0.0, ge=0.0, le=64.0)
+    ray_actor_resources: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    ray_wait_seconds: float = Field(default=30.0, gt=0.0, le=3600.0)
+    ray_start_timeout: float = Field(default=600.0, gt=0.0, le=86_400.0)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _log_level(cls, value: Any) -> str:
@@ -128,6 +139,50 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/\s]+", host):
             raise ValueError("must be a URL with its scheme, e.g. http://localhost:8080")
         return host
+
+    @field_validator("ray_address", mode="before")
+    @classmethod
+    def _ray_address(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        address = str(value).strip()
+        if not re.match(r"^(auto|local|ray://[^/\s]+|[^:/\s]+:\d+)$", address):
+            raise ValueError(
+                "must be auto (the cluster this machine belongs to), HOST:PORT of the Ray "
+                "head (its GCS port, 6379 by default), or ray://HOST:10001 (Ray Client)"
+            )
+        return address
+
+    @field_validator("ray_actor_resources", mode="before")
+    @classmethod
+    def _ray_actor_resources(cls, value: Any) -> dict[str, float]:
+        if isinstance(value, dict):
+            pairs = list(value.items())
+        else:
+            pairs = []
+            for item in str(value).split(","):
+                if not item.strip():
+                    continue
+                name, sep, amount = item.partition("=")
+                if not sep:
+                    raise ValueError(f"{item.strip()!r} has no amount: write NAME=AMOUNT,...")
+                pairs.append((name.strip(), amount.strip()))
+        resources: dict[str, float] = {}
+        for name, amount in pairs:
+            if not re.fullmatch(r"[A-Za-z_][\w.:/-]*", str(name)):
+                raise ValueError(f"{name!r} is not a Ray resource name")
+            if name in ("CPU", "GPU", "memory", "object_store_memory"):
+                raise ValueError(
+                    f"{name} is Ray's own resource: use RAY_ACTOR_CPUS / RAY_ACTOR_GPUS"
+                )
+            try:
+                number = float(amount)
+            except ValueError:
+                raise ValueError(f"{name}={amount!r}: the amount must be a number") from None
+            if not number > 0:
+                raise ValueError(f"{name}={amount}: the amount must be above 0")
+            resources[str(name)] = number
+        return resources
 
     @field_validator("label_mappings_file")
     @classmethod
@@ -189,6 +244,47 @@ class Settings(BaseSettings):
                 "set DEVICE=cpu, or DETECTOR_RUNTIME=torch to use the GPU"
             )
         return self
+
+    @model_validator(mode="after")
+    def _ray_pool(self) -> Settings:
+        if self.ray_address is None:
+            return self
+        if self.workers > 1:
+            raise ValueError(
+                f"RAY_ADDRESS is set and WORKERS={self.workers}: each worker process would "
+                "start its own pool of Ray actors. Keep WORKERS=1; the pool does the reading"
+            )
+        if self.ray_actors_max is not None and self.ray_actors_max < self.ray_actors:
+            raise ValueError(
+                f"RAY_ACTORS_MAX={self.ray_actors_max} is below RAY_ACTORS={self.ray_actors}: "
+                "the pool grows from RAY_ACTORS up to RAY_ACTORS_MAX"
+            )
+        if self.ray_actor_gpus > 1 and not self.ray_actor_gpus.is_integer():
+            raise ValueError(
+                f"RAY_ACTOR_GPUS={self.ray_actor_gpus}: Ray shares a GPU between actors "
+                "(below 1, e.g. 0.5) or gives whole GPUs (1, 2...), never 1.5"
+            )
+        if not (self.ray_actor_cpus or self.ray_actor_gpus or self.ray_actor_resources):
+            raise ValueError(
+                "RAY_ACTOR_CPUS=0 with no RAY_ACTOR_GPUS or RAY_ACTOR_RESOURCES: Ray would "
+                "pack every actor on one node; give each actor CPUs, a GPU or a resource"
+            )
+        if self.ray_actor_gpus and self.device == "cpu":
+            raise ValueError(
+                f"RAY_ACTOR_GPUS={self.ray_actor_gpus} reserves a GPU per actor but "
+                "DEVICE=cpu: unset DEVICE (each actor then reads on its GPU) or RAY_ACTOR_GPUS"
+            )
+        if not self.ray_actor_gpus and self.device not in (None, "cpu"):
+            raise ValueError(
+                f"DEVICE={self.device} but RAY_ACTOR_GPUS=0: an actor sees only the GPUs "
+                "Ray gives it. Set RAY_ACTOR_GPUS (e.g. 1, or 0.5 to share a GPU)"
+            )
+        return self
+
+    @property
+    def ray_pool_max(self) -> int:
+        """Most actors the pool may grow to: RAY_ACTORS_MAX, or RAY_ACTORS when fixed."""
+        return self.ray_actors_max or self.ray_actors
 
     @property
     def auth_enabled(self) -> bool:

@@ -54,14 +54,14 @@ def run(args: argparse.Namespace) -> int:
 def serve(settings: Settings) -> int:
     # Imported after validation so a wrong setting is reported in well under a second.
     from ..api import create_app
-    from ..engine import OcrEngine
+    from ..engine import load_engine
     from ..errors import StartupError
     from ..ocr.reader import check_startup
 
     try:
         if settings.workers == 1:
             # Load here so the port opens only with a warm engine.
-            app: object = create_app(settings, engine=OcrEngine.load(settings))
+            app: object = create_app(settings, engine=load_engine(settings))
         else:
             # Each worker loads its own engine; check what would stop them all first.
             check_startup(settings)

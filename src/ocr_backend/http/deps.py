@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Body, Depends, Request
 
-from ..engine import OcrEngine
+from ..engine import Engine
 from ..label_studio.projects import ProjectSetup, ProjectStore
 from ..label_studio.schemas import PredictRequest
 from ..label_studio.storage import LabelStudio
@@ -34,7 +34,7 @@ async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
-async def get_engine(services: ServicesDep) -> OcrEngine:
+async def get_engine(services: ServicesDep) -> Engine:
     return services.engine
 
 
@@ -51,7 +51,7 @@ async def get_projects(services: ServicesDep) -> ProjectStore:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-EngineDep = Annotated[OcrEngine, Depends(get_engine)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 QueueDep = Annotated[AdmissionQueue, Depends(get_queue)]
 ProjectsDep = Annotated[ProjectStore, Depends(get_projects)]

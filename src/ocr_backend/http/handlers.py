@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from ..errors import QueueFull, RequestError
+from ..errors import ClusterUnavailable, QueueFull, RequestError
 from .observe import current
 
 EXAMPLE_BODY = '{"tasks": [{"id": 1, "data": {"ocr": "https://..."}}], "label_config": "<View>..."}'
@@ -66,10 +66,13 @@ async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
 
 
 async def request_refused(request: Request, exc: RequestError) -> Response:
-    """A request refused whole: too many tasks (413), the queue full (503 + Retry-After)."""
+    """A request refused whole: too many tasks (413), the queue full or the cluster lost (503)."""
     headers = None
     if isinstance(exc, QueueFull):
         current().outcome = "queue full"
+        headers = {"Retry-After": str(exc.retry_after)}
+    elif isinstance(exc, ClusterUnavailable):
+        current().outcome = "cluster unavailable"
         headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse({"detail": str(exc)}, status_code=exc.status_code, headers=headers)
 

@@ -14,7 +14,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from .. import metrics
-from ..engine import OcrEngine
+from ..engine import Engine, load_engine
 from ..images.fetch import new_http_client
 from ..label_studio.projects import STORE_DIR, ProjectStore
 from ..label_studio.storage import LabelStudioImageFetcher
@@ -30,7 +30,7 @@ class Services:
     """Everything a route may need, for the life of the app."""
 
     settings: Settings
-    engine: OcrEngine
+    engine: Engine
     predictor: Predictor
     fetcher: LabelStudioImageFetcher
     queue: AdmissionQueue
@@ -40,15 +40,16 @@ class Services:
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Services]]]
 
 
-def lifespan_for(settings: Settings, engine: OcrEngine | None) -> Lifespan:
+def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
     """The app's lifespan: load the engine unless one is given, and hold its services."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
         owned = engine is None
         # Loading takes seconds: off the event loop, and done before the port serves.
-        ocr = await anyio.to_thread.run_sync(OcrEngine.load, settings) if owned else engine
-        assert ocr is not None
+        ocr = (
+            engine if engine is not None else await anyio.to_thread.run_sync(load_engine, settings)
+        )
         client = new_http_client(
             settings.fetch_timeout, allow_private=settings.allow_private_networks
         )

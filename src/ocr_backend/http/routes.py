@@ -72,13 +72,16 @@ async def index() -> dict[str, Any]:
 
 @router.get("/health", summary="Liveness for Label Studio (1 s timeout on its side)")
 async def health(engine: EngineDep, predictor: PredictorDep) -> dict[str, Any]:
-    # Never waits on the engine: Label Studio gives this call one second.
+    # Never waits on the engine: Label Studio gives this call one second. Label Studio
+    # reads only the HTTP status: a Ray pool with capacity down stays "UP" (200) and
+    # says "degraded"; its requests are answered by the actors left, or 503.
     return {
         "status": "UP",
         "model_class": "EasyOCR",
         "device": engine.device,
         "languages": list(engine.languages),
         "model_version": predictor.model_version,
+        **engine.health(),
     }
 
 
@@ -132,7 +135,10 @@ async def setup(
             "description": "More tasks than MAX_QUEUE, more regions than MAX_REGIONS, a "
             "label config over MAX_LABEL_CONFIG_BYTES or a body over MAX_REQUEST_BYTES",
         },
-        503: {"model": ErrorResponse, "description": "The OCR queue is full; retry later"},
+        503: {
+            "model": ErrorResponse,
+            "description": "The OCR queue is full, or the Ray cluster is lost; retry later",
+        },
     },
 )
 async def predict(

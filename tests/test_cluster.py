@@ -1,0 +1,298 @@
+"""The service reading on a real multi-node Ray cluster on this machine.
+
+A head that runs nothing and two worker nodes with one CPU each (separate
+raylets and processes); the service joins it as a driver, as it would join a
+remote cluster with RAY_ADDRESS. Real EasyOCR in every actor, real HTTP for
+the images.
+
+The tests share one cluster and run in file order: the GPU-option pool
+first (its own actors, let go before the others load), then the batch, the
+node killed mid-batch, and last the cluster lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ocr_backend.api import create_app
+from ocr_backend.engine import load_engine
+from ocr_backend.errors import ClusterUnreachable
+from ocr_backend.ocr.cluster import ClusterEngine
+from ocr_backend.settings import Settings
+from tests.conftest import OCR_TEMPLATE, ImageServer
+from tests.drawing import draw_page
+from tests.support.asgi import async_client
+from tests.support.ray_cluster import add_worker, listening_addresses, ray_cluster, ray_pids
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+WORDS = ["ALPHA", "BRAVO", "CHARLIE", "DELTA", "ECHO", "FOXTROT", "GOLF", "HOTEL"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Head (no CPU) + worker 1 (1 CPU) + worker 2 (1 CPU, a fake GPU and a fake accelerator)."""
+    workers = [
+        {"num_cpus": 1},
+        {"num_cpus": 1, "num_gpus": 1, "resources": {"fake_accelerator": 2}},
+    ]
+    with ray_cluster(workers) as (ray_cluster_, nodes):
+        yield ray_cluster_, nodes
+
+
+def cluster_settings(address: str, model_dir: Path, **changes) -> Settings:
+    return Settings(
+        **{
+            "lang_list": "en",
+            "model_dir": model_dir,
+            "model_download": False,
+            "ray_address": address,
+            "ray_actors": 2,
+            "ray_wait_seconds": 5,
+            "ray_start_timeout": 240,
+            **changes,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory: pytest.TempPathFactory):
+    """Eight pages of six lines, one word each, on a real HTTP server: ~1-3 s each to read."""
+    server = ImageServer(tmp_path_factory.mktemp("cluster-pages"))
+    urls = {
+        word: server.put(f"{word}.png", draw_page([f"{word} {n}" for n in range(1, 7)])[0])
+        for word in WORDS
+    }
+    yield server, urls
+    server.close()
+
+
+def predict_body(urls: dict[str, str]) -> dict:
+    tasks = [{"id": i, "data": {"ocr": url}} for i, url in enumerate(urls.values(), start=1)]
+    return {"tasks": tasks, "label_config": OCR_TEMPLATE}
+
+
+async def wait_until(condition, limit: float, step: float = 0.1) -> bool:
+    """Poll `condition` (the engine's state changes in Ray's threads) until true or `limit` s."""
+    for _ in range(int(limit / step)):
+        if condition():
+            return True
+        await asyncio.sleep(step)
+    return condition()
+
+
+def texts_of(result: dict) -> str:
+    return " ".join(
+        " ".join(item["value"]["text"]) for item in result["result"] if item["type"] == "textarea"
+    )
+
+
+def test_ray_listens_on_loopback_only(cluster):
+    ray_cluster_, _ = cluster
+    addresses = listening_addresses(ray_pids(ray_cluster_))
+    assert addresses and addresses <= {"127.0.0.1"}, addresses
+
+
+def test_gpu_actor_options_schedule_on_the_node_that_has_them(cluster, model_dir: Path):
+    """Half a GPU and a custom resource per actor: both actors land on worker 2, and read."""
+    ray_cluster_, (_, gpu_node) = cluster
+    settings = cluster_settings(
+        ray_cluster_.address,
+        model_dir,
+        ray_actor_cpus=0,
+        ray_actor_gpus=0.5,
+        ray_actor_resources="fake_accelerator=1",
+    )
+    engine = load_engine(settings)
+    try:
+        assert isinstance(engine, ClusterEngine)
+        image = draw_page(["SHARED GPU"])[0]
+        import numpy as np
+
+        lines = [engine.read_sync(np.asarray(image)) for _ in range(2)]
+        assert all("SHARED GPU" in " ".join(line.text for line in read) for read in lines)
+        assert set(engine.reads_by_node) == {gpu_node.node_id}
+        assert engine.health()["cluster"]["actors_up"] == 2
+    finally:
+        engine.close()
+
+
+def test_actors_that_fit_nowhere_stop_start_up_with_what_the_cluster_has(cluster, model_dir: Path):
+    ray_cluster_, _ = cluster
+    settings = cluster_settings(
+        ray_cluster_.address, model_dir, ray_actor_gpus=2, ray_start_timeout=3
+    )
+    started = time.monotonic()
+    with pytest.raises(ClusterUnreachable) as caught:
+        load_engine(settings)
+    assert time.monotonic() - started < 30
+    message = str(caught.value)
+    assert "only 0 of RAY_ACTORS=2" in message
+    assert "GPU 2" in message and "GPU 1" in message and "CPU 2" in message
+
+
+def drawn_rectangle(box, size) -> dict:
+    """A rectangle a user drew around a pixel box, as Label Studio sends it in the context."""
+    (left, top, right, bottom), (width, height) = box, size
+    value = {"x": left / width * 100, "y": top / height * 100, "rotation": 0}
+    value |= {"width": (right - left) / width * 100, "height": (bottom - top) / height * 100}
+    return {"original_width": width, "original_height": height, "image_rotation": 0,
+            "value": value, "id": "drawn", "from_name": "bbox", "to_name": "image",
+            "type": "rectangle", "origin": "manual"}  # fmt: skip
+
+
+async def test_the_lifespan_joins_the_cluster_and_a_drawn_region_is_read_there(
+    cluster, model_dir: Path, pages
+):
+    """No engine given: the app loads the pool at start-up, as with RAY_ADDRESS in the env."""
+    ray_cluster_, _ = cluster
+    server, _ = pages
+    image, drawn = draw_page(["SHIPPING LABEL", "Order 4711"], font_size=44, gap=50)
+    url = server.put("drawn.png", image)
+    left, top, right, bottom = drawn[1].box
+    region = drawn_rectangle((left - 8, top - 8, right + 8, bottom + 8), image.size)
+    body = predict_body({"drawn": url}) | {"params": {"context": {"result": [region]}}}
+    app = create_app(cluster_settings(ray_cluster_.address, model_dir, ray_actors=1))
+    async with async_client(app) as (client, services):
+        assert isinstance(services.engine, ClusterEngine)
+        response = await client.post("/predict", json=body, timeout=120)
+        reads = sum(services.engine.reads_by_node.values())
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["results"]
+    assert texts_of(prediction) == "Order 4711"
+    assert reads == 1  # read on the pool: the region, not the page
+
+
+async def test_a_busy_pool_grows_to_its_maximum_and_shrinks_when_idle(
+    cluster, model_dir: Path, pages
+):
+    """RAY_ACTORS=1, RAY_ACTORS_MAX=2: a batch makes it add the second actor, idle lets it go."""
+    import numpy as np
+    from PIL import Image
+
+    ray_cluster_, (node_1, node_2) = cluster
+    server, urls = pages
+    settings = cluster_settings(ray_cluster_.address, model_dir, ray_actors=1, ray_actors_max=2)
+    engine = load_engine(settings)
+    try:
+        assert engine.threads == 2  # the predictor decodes for the largest pool
+        assert engine.health()["cluster"]["actors"] == 1
+        images = [
+            np.asarray(Image.open(server.root / f"{word}.png").convert("RGB")) for word in WORDS
+        ]
+        read = await asyncio.gather(*(engine.read(image) for image in images))
+        assert [lines[0].text.split()[0] for lines in read] == WORDS
+        assert engine.health()["cluster"]["actors"] == 2
+        assert await wait_until(lambda: engine.health()["cluster"]["actors_up"] == 2, 240, 1)
+        await asyncio.gather(*(engine.read(image) for image in images[:4]))
+        assert set(engine.reads_by_node) == {node_1.node_id, node_2.node_id}
+        engine.idle_seconds = 1
+        assert await wait_until(lambda: engine.health()["cluster"]["actors"] == 1, 30)
+        assert engine.health()["degraded"] is False
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="module")
+def engine(cluster, model_dir: Path):
+    ray_cluster_, _ = cluster
+    engine = load_engine(cluster_settings(ray_cluster_.address, model_dir))
+    yield engine
+    engine.close()
+
+
+async def test_a_batch_spreads_over_both_worker_nodes(cluster, engine, pages):
+    _, (node_1, node_2) = cluster
+    server, urls = pages
+    settings = engine.settings
+    app = create_app(settings, engine=engine)
+    async with async_client(app) as (client, services):
+        assert services.predictor.images_in_hand == 4  # 2 actors + 2 decoded ahead
+        health = (await client.get("/health")).json()
+        assert health["status"] == "UP" and health["degraded"] is False
+        assert health["cluster"]["actors_up"] == 2 and health["cluster"]["nodes_up"] == 2
+        started = time.perf_counter()
+        response = await client.post("/predict", json=predict_body(urls), timeout=300)
+        took = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [texts_of(r).split()[0] for r in results] == WORDS
+    for word, result in zip(WORDS, results, strict=True):
+        assert f"{word} 6" in texts_of(result)
+    reads = engine.reads_by_node
+    print(f"8 pages on 2 worker nodes in {took:.1f} s; reads per node: {dict(reads)}")
+    assert set(reads) == {node_1.node_id, node_2.node_id}
+    assert min(reads.values()) >= 3, reads  # a fair share: 4 each, give or take one
+
+
+async def test_a_node_killed_mid_batch_costs_no_task(cluster, engine, pages):
+    """Worker 1 dies with images in hand: they are read on worker 2, each task answered once."""
+    ray_cluster_, (node_1, node_2) = cluster
+    server, urls = pages
+    engine.reads_by_node.clear()
+    server.requests.clear()
+    redispatched = engine.redispatched
+    app = create_app(engine.settings, engine=engine)
+    async with async_client(app) as (client, _):
+        predict = asyncio.ensure_future(
+            client.post("/predict", json=predict_body(urls), timeout=300)
+        )
+        await wait_until(lambda: sum(engine.reads_by_node.values()) >= 3 or predict.done(), 120)
+        in_hand = engine.health()["cluster"]["images_in_hand"]
+        ray_cluster_.remove_node(node_1, allow_graceful=False)  # its raylet and actor killed
+        killed_at = sum(engine.reads_by_node.values())
+        response = await predict
+        health = (await client.get("/health")).json()
+
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert len(results) == len(WORDS)
+        assert [texts_of(r).split()[0] for r in results] == WORDS
+        assert not any(r.get("error") for r in results)
+        # Each image was fetched once: a re-dispatched one is not fetched again.
+        fetched = Counter(path for path, _ in server.requests)
+        assert set(fetched.values()) == {1} and len(fetched) == len(WORDS)
+        print(
+            f"killed worker 1 after {killed_at} of 8 reads with {in_hand} images in hand; "
+            f"re-dispatched {engine.redispatched - redispatched}; reads: {dict(engine.reads_by_node)}"
+        )
+        assert engine.redispatched > redispatched
+        assert engine.reads_by_node[node_2.node_id] >= len(WORDS) - killed_at
+
+        assert health["status"] == "UP" and health["degraded"] is True
+        assert health["cluster"]["actors_up"] == 1
+        metrics = (await client.get("/metrics")).text
+        assert "ocr_backend_cluster_actors_up 1.0" in metrics
+        assert "ocr_backend_cluster_redispatched_images_total" in metrics
+
+        # A new node with room: Ray restarts the lost actor there, the pool takes it back.
+        add_worker(ray_cluster_, num_cpus=1)
+        assert await wait_until(lambda: not engine.health()["degraded"], 240, step=1)
+        health = (await client.get("/health")).json()
+        assert health["degraded"] is False and health["cluster"]["actors_up"] == 2
+
+
+async def test_a_lost_cluster_answers_503_not_a_hang(cluster, engine, pages):
+    ray_cluster_, _ = cluster
+    _, urls = pages
+    for node in list(ray_cluster_.worker_nodes):
+        ray_cluster_.remove_node(node, allow_graceful=False)
+    app = create_app(engine.settings, engine=engine)
+    async with async_client(app) as (client, _):
+        assert await wait_until(lambda: not engine.health()["cluster"]["actors_up"], 60)
+        started = time.monotonic()
+        body = predict_body(dict(list(urls.items())[:1]))
+        response = await client.post("/predict", json=body, timeout=60)
+        took = time.monotonic() - started
+        health = (await client.get("/health")).json()
+    assert response.status_code == 503, response.text
+    assert "RAY_WAIT_SECONDS" in response.json()["detail"]
+    assert response.headers["Retry-After"] == "5"
+    assert took < 15  # RAY_WAIT_SECONDS=5, not a hang
+    assert health["status"] == "UP" and health["degraded"] is True
+    assert health["cluster"]["actors_up"] == 0
