@@ -24,9 +24,10 @@ from ocr_backend.engine import load_engine
 from ocr_backend.errors import ClusterUnreachable
 from ocr_backend.ocr.cluster import ClusterEngine
 from ocr_backend.settings import Settings
-from tests.conftest import OCR_TEMPLATE, ImageServer
-from tests.drawing import draw_page
 from tests.support.asgi import async_client
+from tests.support.drawing import draw_page
+from tests.support.image_server import ImageServer
+from tests.support.label_studio import OCR_TEMPLATE
 from tests.support.ray_cluster import add_worker, listening_addresses, ray_cluster, ray_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
