@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from .convert import lines_to_regions
 from .engine import OcrEngine
 from .errors import TaskError
 from .images.cache import ImageCache
 from .images.crop import crop_region
-from .images.decode import decode_image
+from .images.decode import decode_page
 from .images.fetch import describe
 from .label_studio.config import OcrTargets
 from .label_studio.regions import DrawnRegion, drawn_regions, reading_order, region_items
@@ -99,13 +98,14 @@ class Predictor:
     ) -> Prediction:
         try:
             async with self.slots:
-                image = await self._load_image(task, targets, context)
-                lines = await self.engine.read(np.asarray(image))
+                page = await self._load_image(task, targets, context)
+                lines = await self.engine.read(page)
         except TaskError as exc:
             return self._failed(task, exc, context)
         kept = self._confident(lines)
+        height, width = page.shape[:2]
         return Prediction(
-            result=lines_to_regions(kept, targets, image.width, image.height),
+            result=lines_to_regions(kept, targets, width, height),
             score=mean_score(kept),
             model_version=self.model_version,
         )
@@ -118,11 +118,11 @@ class Predictor:
         context: PredictContext,
     ) -> Prediction:
         try:
-            image = await self._load_image(task, targets, context)
+            page = await self._load_image(task, targets, context)
         except TaskError as exc:
             return self._failed(task, exc, context)
-        # Copying a large page out of Pillow takes a while: not on the event loop.
-        crops = await asyncio.to_thread(_crops, image, [region.geometry for region in regions])
+        # Cutting regions out of a large page takes a while: not on the event loop.
+        crops = await asyncio.to_thread(_crops, page, [region.geometry for region in regions])
         read = await asyncio.gather(
             *(self.engine.read_region(crop) if crop is not None else _nothing() for crop in crops)
         )
@@ -148,8 +148,8 @@ class Predictor:
 
     async def _load_image(
         self, task: Task, targets: OcrTargets, context: PredictContext
-    ) -> Image.Image:
-        """The task's decoded image, from the cache or fetched. Raises TaskError."""
+    ) -> np.ndarray:
+        """The task's decoded page (images/planes.py), cached or fetched. Raises TaskError."""
         ref = task.data.get(targets.image_key)
         if ref is None:
             keys = ", ".join(sorted(task.data)) or "none"
@@ -158,28 +158,28 @@ class Predictor:
                 f"the label config's Image tag reads ${targets.image_key}",
                 reason="no_image_key",
             )
-        image = await self.image_cache.get(
+        page = await self.image_cache.get(
             self.fetcher.cache_key(ref, context.label_studio),
             lambda: self._fetch_and_decode(ref, task.id, context.label_studio),
         )
         IMAGES_FETCHED.inc()
-        return image
+        assert isinstance(page, np.ndarray)  # the cache holds what _fetch_and_decode made
+        return page
 
     async def _fetch_and_decode(
         self, ref: Any, task_id: int | None, label_studio: LabelStudio | None
-    ) -> Image.Image:
+    ) -> np.ndarray:
         data = await self.fetcher.fetch(ref, task_id=task_id, label_studio=label_studio)
         try:
             return await asyncio.to_thread(
-                decode_image, data, max_pixels=self.settings.max_image_pixels
+                decode_page, data, max_pixels=self.settings.max_image_pixels
             )
         except TaskError as exc:
             raise TaskError(f"image {describe(ref)}: {exc}", reason=exc.reason) from None
 
 
-def _crops(image: Image.Image, geometries: Sequence[dict[str, Any]]) -> list[np.ndarray | None]:
-    pixels = np.asarray(image)
-    return [crop_region(pixels, geometry) for geometry in geometries]
+def _crops(page: np.ndarray, geometries: Sequence[dict[str, Any]]) -> list[np.ndarray | None]:
+    return [crop_region(page, geometry) for geometry in geometries]
 
 
 async def _nothing() -> list[TextLine]:
