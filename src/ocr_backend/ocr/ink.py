@@ -115,20 +115,37 @@ def line_box(ink: np.ndarray, rows: slice, drawn: Area) -> tuple[int, int, int, 
 
 
 def cut_neighbours(boxes: Sequence[Sequence[float]], drawn: Area) -> list[bool]:
-    """Which detected boxes ([left, right, top, bottom]) are neighbours' pieces the edge cut.
+    """Which detected boxes ([left, right, top, bottom]) are neighbours the drawn edge cut.
 
-    A box that reaches the drawn area's top or bottom and is under
-    CUT_NEIGHBOUR of the tallest box's height; never all of them.
+    When some line lies clear of every edge, the box was drawn loosely
+    around it: a line that reaches an edge, above or below all the clear
+    ones, is a neighbour the box cut into. Whatever the box, a line that
+    reaches its top or bottom and is under CUT_NEIGHBOUR of the tallest
+    line's height is a cut piece. Never all of them.
     """
     if len(boxes) < 2:
         return [False] * len(boxes)
+    reaches = [_reaches_edge(box, drawn) for box in boxes]
+    clear = [box for box, touching in zip(boxes, reaches, strict=True) if not touching]
     tallest = max(box[3] - box[2] for box in boxes)
-    return [
-        box[2] <= drawn.top + 1 or box[3] >= drawn.bottom - 1
-        if box[3] - box[2] < CUT_NEIGHBOUR * tallest
-        else False
-        for box in boxes
-    ]
+    cut = []
+    for box, touching in zip(boxes, reaches, strict=True):
+        centre = (box[2] + box[3]) / 2
+        outside = bool(clear) and all(centre < c[2] or centre > c[3] for c in clear)
+        short = box[3] - box[2] < CUT_NEIGHBOUR * tallest
+        at_top_or_bottom = box[2] <= drawn.top + 1 or box[3] >= drawn.bottom - 1
+        cut.append(touching and outside or short and at_top_or_bottom)
+    return [False] * len(boxes) if all(cut) else cut
+
+
+def _reaches_edge(box: Sequence[float], drawn: Area) -> bool:
+    left, right, top, bottom = box
+    return (
+        left <= drawn.left + 1
+        or right >= drawn.right - 1
+        or top <= drawn.top + 1
+        or bottom >= drawn.bottom - 1
+    )
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
