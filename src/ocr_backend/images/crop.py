@@ -96,7 +96,8 @@ def pad(crop: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
     if inside is None:
         inside = np.ones(crop.shape[:2], dtype=bool)
     region = crop[inside] if inside.any() else crop.reshape(-1, *crop.shape[2:])
-    paper = np.median(region, axis=0).astype(crop.dtype)
+    # A sample of 100k pixels tells the paper as well as all of a large region does.
+    paper = np.median(region[:: max(1, len(region) // 100_000)], axis=0).astype(crop.dtype)
     painted = crop.copy()
     painted[~inside] = paper
     margin = min(32, max(8, round(min(crop.shape[:2]) * 0.35)))
