@@ -42,7 +42,7 @@ from ocr_backend.label_studio.regions import reading_order
 from ocr_backend.ocr.lines import TextLine
 
 LIMIT = 50_000_000
-LINES_PER_PAGE = 8  # boxes drawn per page: enough lines to average, few enough for CI
+LINES_PER_PAGE = 6  # boxes drawn per page: enough lines to average, few enough for CI
 
 
 @pytest.fixture(scope="module")

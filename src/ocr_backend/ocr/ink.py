@@ -81,13 +81,17 @@ def is_one_line(ink: np.ndarray) -> bool:
 def line_box(ink: np.ndarray, rows: slice, drawn: Area) -> tuple[int, int, int, int]:
     """The box of the line in `rows`, as detection would draw it: [left, right, top, bottom].
 
-    Pieces at the drawn area's left or right edge, apart from the rest by a
-    word gap and narrower than the line is tall, are cut neighbours, and
-    pieces apart and narrower than half its height are specks: left out.
+    Rules (ink running far above and below the line), pieces at the drawn
+    area's left or right edge, apart from the rest by a word gap and
+    narrower than the line is tall (cut neighbours), and pieces apart and
+    narrower than half its height (specks) are left out.
     """
     line = ink[rows]
     tall = line.shape[0]
-    pieces = _runs(np.asarray(line.any(axis=0)))
+    # Columns inked far above and below the line hold a rule or a picture's edge, not text.
+    rule = ink.sum(axis=0) > 2 * tall
+    inked = line.any(axis=0)
+    pieces = _runs(inked & ~rule) or _runs(inked)
     words = [pieces[0]]
     for start, end in pieces[1:]:
         if start - words[-1][1] > WORD_GAP * tall:
