@@ -92,6 +92,11 @@ def line_box(ink: np.ndarray, rows: slice, drawn: Area) -> tuple[int, int, int, 
     rule = ink.sum(axis=0) > 2 * tall
     inked = line.any(axis=0)
     pieces = _runs(inked & ~rule) or _runs(inked)
+    # A solid block first or last (a label's colour chip, a checkbox) is no letter.
+    while len(pieces) > 1 and _solid(line, pieces[0]) and pieces[1][0] - pieces[0][1] >= 2:
+        pieces = pieces[1:]
+    while len(pieces) > 1 and _solid(line, pieces[-1]) and pieces[-1][0] - pieces[-2][1] >= 2:
+        pieces = pieces[:-1]
     words = [pieces[0]]
     for start, end in pieces[1:]:
         if start - words[-1][1] > WORD_GAP * tall:
@@ -150,6 +155,11 @@ def _reaches_edge(box: Sequence[float], drawn: Area) -> bool:
         or top <= drawn.top + 1
         or bottom >= drawn.bottom - 1
     )
+
+
+def _solid(line: np.ndarray, piece: tuple[int, int]) -> bool:
+    """Whether a piece of the line is a filled block: ink over nine tenths of it, 2+ wide."""
+    return piece[1] - piece[0] >= 2 and float(line[:, piece[0] : piece[1]].mean()) > 0.9
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
