@@ -6,50 +6,52 @@ import numpy as np
 from PIL import Image
 
 from ocr_backend.images.crop import crop_polygon, crop_rectangle, crop_region
-from ocr_backend.ocr.ink import ink_mask as _ink
+from ocr_backend.images.planes import as_planes, grey
+from ocr_backend.ocr.ink import ink_mask
 from ocr_backend.ocr.ink import is_one_line as _is_one_line
 from tests.support.drawing import draw_page
+
+
+def _ink(image: np.ndarray) -> np.ndarray:
+    return ink_mask(grey(as_planes(image)))
 
 
 def page(width: int = 200, height: int = 100) -> np.ndarray:
     return np.full((height, width, 3), 255, dtype=np.uint8)
 
 
-def unpadded(crop: np.ndarray) -> np.ndarray:
-    """The crop without its white margin: the rows and columns that are not all white."""
-    rows = np.flatnonzero((crop < 255).any(axis=(1, 2)))
-    cols = np.flatnonzero((crop < 255).any(axis=(0, 2)))
-    return crop[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-
-
-def test_an_upright_rectangle_is_cut_out_exactly_with_a_white_margin():
+def test_an_upright_rectangle_is_cut_out_exactly_with_a_margin_of_its_paper_colour():
     image = page()
-    image[20:40, 50:150] = (10, 20, 30)
+    image[20:40, 50:150] = (10, 20, 30)  # dark paper
+    image[28:32, 60:140] = 255  # light text on it
     crop = crop_rectangle(image, {"x": 25, "y": 20, "width": 50, "height": 20, "rotation": 0})
-    assert crop.shape[0] > 20 and crop.shape[1] > 100  # padded
-    inner = unpadded(crop)
-    assert inner.shape == (20, 100, 3) and (inner == (10, 20, 30)).all()
+    margin = (crop.shape[0] - 20) // 2
+    assert margin >= 8 and crop.shape == (20 + 2 * margin, 100 + 2 * margin, 3)
+    assert (crop[margin:-margin, margin:-margin] == image[20:40, 50:150]).all()
+    frame = crop.copy()
+    frame[margin:-margin, margin:-margin] = (10, 20, 30)
+    assert (frame == (10, 20, 30)).all()  # no white frame around light text
 
 
 def test_a_rotated_rectangle_comes_out_upright():
-    # A 60x10 bar turned 90 degrees clockwise about its top-left corner (100, 10)
-    # covers x 90..100, y 10..70 on the page.
+    # A 60x10 region turned 90 degrees clockwise about its top-left corner (100, 10)
+    # covers x 90..100, y 10..70 on the page; a 60x4 bar runs down its middle.
     image = page()
-    image[10:70, 90:100] = 0
+    image[10:70, 93:97] = 0
     value = {"x": 50, "y": 10, "width": 30, "height": 10, "rotation": 90}
-    inner = unpadded(crop_rectangle(image, value))
-    assert inner.shape[:2] == (10, 60)  # long side along the text again
-    assert (inner < 128).mean() > 0.95
+    dark = (crop_rectangle(image, value) < 128).all(axis=2)
+    rows, columns = np.flatnonzero(dark.any(axis=1)), np.flatnonzero(dark.any(axis=0))
+    assert len(rows) <= 5 and len(columns) >= 58  # long side along the text again
 
 
 def test_a_polygon_keeps_only_what_is_inside_it():
     image = page()
-    image[:, :] = 0  # all ink: whatever survives the cut lies inside the triangle
+    image[45:55, :] = 0  # a stripe across the page, inside and outside the triangle
+    # The triangle (20, 10), (120, 10), (20, 90) in pixels; its bounding box starts at (20, 10).
     crop = crop_polygon(image, [[10, 10], [60, 10], [10, 90]])
-    inner = unpadded(crop)
-    dark = inner < 128
-    assert dark[0, 0].all() and not dark[-1, -1].any()  # the corner outside is white
-    assert 0.4 < dark[..., 0].mean() < 0.6  # half the bounding box is the triangle
+    margin = (crop.shape[0] - 80) // 2
+    assert (crop[50 - 10 + margin, 30 - 20 + margin] == 0).all()  # inside: the stripe
+    assert (crop[50 - 10 + margin, 110 - 20 + margin] == 255).all()  # outside: paper
 
 
 def test_regions_without_pixels_are_none():
@@ -61,12 +63,13 @@ def test_regions_without_pixels_are_none():
     assert crop_region(image, {"points": [[10, 10], [20, 20]]}) is None
 
 
-def test_a_region_partly_outside_the_image_is_white_there():
+def test_a_region_partly_outside_the_image_is_its_paper_colour_there():
     image = page()
-    image[:, :] = 0
+    image[:, :] = (0, 0, 128)  # a blue sign filling the picture
     crop = crop_rectangle(image, {"x": 90, "y": 0, "width": 20, "height": 50})
-    inner = unpadded(crop)
-    assert inner.shape[:2] == (50, 20)  # half of the 40 pixels wide region is off the page
+    margin = (crop.shape[0] - 50) // 2
+    assert crop.shape[:2] == (50 + 2 * margin, 40 + 2 * margin)
+    assert (crop == (0, 0, 128)).all()  # no white where the image ends
 
 
 def test_one_line_is_told_apart_from_several():

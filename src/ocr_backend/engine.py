@@ -1,9 +1,14 @@
 """EasyOCR behind a small async interface.
 
-The reader is loaded once per process; `readtext` blocks for seconds, so it
+The reader is loaded once per process; reading blocks for seconds, so it
 runs in a bounded thread pool and the event loop stays free for `/health`
 and for fetching the next images. With RAY_ADDRESS set, `load_engine` gives
 a pool of Ray actors with the same interface instead (ocr/cluster.py).
+
+Images come as images/planes.py lays them out: colour for EasyOCR's
+detector and, beside it, the grey its recogniser reads, so that a page reads
+exactly as `readtext` reads the file it came from. A plain RGB array is
+taken too, its grey made from its colour.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .images.planes import as_planes, colour, grey
 from .metrics import ENGINE_LOAD_SECONDS, OCR_SECONDS
-from .ocr.ink import ink_box, ink_mask, is_one_line
+from .ocr.ink import Area, cut_neighbours, ink_mask, line_box, one_line
 from .ocr.lines import TextLine, to_text_line
 from .ocr.reader import reader_factory
 
@@ -161,13 +167,25 @@ class OcrEngine:
         return engine
 
     def read_sync(self, image: np.ndarray) -> list[TextLine]:
-        """Detect and read every line of text in an RGB image (blocking)."""
+        """Detect and read every line of text in a colour+grey or RGB image (blocking).
+
+        What `readtext` does, with the colour and the grey it would have
+        decoded from the file; texts trimmed, empty ones left out.
+        """
         started = time.perf_counter()
-        found = self.reader.readtext(image, height_ths=self.height_ths)
+        found = self._detect_and_recognize(as_planes(image))
         took = time.perf_counter() - started
         OCR_SECONDS.observe(took)
         self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * took
-        return [to_text_line(box, text, score) for box, text, score in found]
+        return found
+
+    def _detect_and_recognize(self, planes: np.ndarray) -> list[TextLine]:
+        # readtext's own two steps; it would take a colour array for BGR and grey it wrongly.
+        horizontal, free = self.reader.detect(
+            colour(planes), height_ths=self.height_ths, reformat=False
+        )
+        found = self.reader.recognize(grey(planes), horizontal[0], free[0], reformat=False)
+        return _lines(found)
 
     async def read(self, image: np.ndarray) -> list[TextLine]:
         """`read_sync` in the engine's thread pool."""
@@ -175,27 +193,36 @@ class OcrEngine:
         return await loop.run_in_executor(self._pool, self.read_sync, image)
 
     def read_region_sync(self, crop: np.ndarray) -> list[TextLine]:
-        """Read the text in a small RGB crop a user drew (blocking).
+        """Read the text in a small crop a user drew, colour+grey or RGB (blocking).
 
         A crop that holds one line of text is recognised whole: detection
         would cost several times what recognition does (bench/interactive.py).
         Anything else goes through detection, which splits it into lines;
         when that finds nothing in a crop that is not blank (a lone character
-        under its size limit), the crop is recognised whole after all.
+        under its size limit), the crop is recognised whole after all. Either
+        way, pieces of neighbouring lines the box's edge cut through are left
+        out (ocr/ink.py).
         """
-        ink = ink_mask(crop)
+        planes = as_planes(crop)
+        ink = ink_mask(grey(planes))
         if not ink.any():
             return []
-        if is_one_line(ink):
-            return self._recognize_whole(crop, ink)
-        return self.read_sync(crop) or self._recognize_whole(crop, ink)
+        drawn = _drawn_area(planes)
+        rows = one_line(ink, drawn)
+        if rows is not None:
+            return self._recognize(planes, line_box(ink, rows, drawn))
+        lines = self.read_sync(planes)
+        if not lines:
+            return self._recognize(planes, line_box(ink, slice(None), drawn))
+        cut = cut_neighbours([_bounds(line) for line in lines], drawn)
+        return [line for line, neighbour in zip(lines, cut, strict=True) if not neighbour]
 
-    def _recognize_whole(self, crop: np.ndarray, ink: np.ndarray) -> list[TextLine]:
-        """Recognise the crop's ink as one line, in a box as tight as detection would draw."""
-        box = list(ink_box(ink))
-        # `recognize` greys the crop as `readtext` does.
-        found = self.reader.recognize(crop, horizontal_list=[box], free_list=[])
-        return [to_text_line(box, text, score) for box, text, score in found if str(text).strip()]
+    def _recognize(self, planes: np.ndarray, box: tuple[int, int, int, int]) -> list[TextLine]:
+        """Recognise what is in `box` ([left, right, top, bottom]) as one line."""
+        found = self.reader.recognize(
+            grey(planes), horizontal_list=[list(box)], free_list=[], reformat=False
+        )
+        return _lines(found)
 
     async def read_region(self, crop: np.ndarray) -> list[TextLine]:
         """`read_region_sync` in the engine's thread pool."""
@@ -208,3 +235,31 @@ class OcrEngine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _lines(found: list[tuple[Any, Any, Any]]) -> list[TextLine]:
+    """EasyOCR's `(box, text, score)` triples as TextLines, texts trimmed, empty ones left out."""
+    lines = (to_text_line(box, str(text).strip(), score) for box, text, score in found)
+    return [line for line in lines if line.text]
+
+
+def _drawn_area(planes: np.ndarray) -> Area:
+    """The part of a padded crop that the user drew: inside its margin of one flat colour.
+
+    images/crop.py pads a region with a margin of exactly its paper colour;
+    of an unpadded crop, this is about all of it.
+    """
+    same = (planes == planes[:1, :1]).all(axis=2)
+    rows, columns = _inner(same.all(axis=1)), _inner(same.all(axis=0))
+    return Area(rows[0], rows[1], columns[0], columns[1])
+
+
+def _inner(flat: np.ndarray) -> tuple[int, int]:
+    if flat.all():
+        return 0, len(flat)
+    return int(np.argmin(flat)), len(flat) - int(np.argmin(flat[::-1]))
+
+
+def _bounds(line: TextLine) -> tuple[float, float, float, float]:
+    xs, ys = [x for x, _ in line.polygon], [y for _, y in line.polygon]
+    return min(xs), max(xs), min(ys), max(ys)

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from .convert import lines_to_regions
 from .engine import Engine
-from .errors import TaskError, TooManyRegions
+from .errors import RequestError, TaskError, TooManyRegions
 from .images.cache import ImageCache
 from .images.crop import crop_region, region_bounds, within
-from .images.decode import decode_image
+from .images.decode import decode_page
 from .images.fetch import describe
 from .label_studio.config import OcrTargets
 from .label_studio.regions import DrawnRegion, drawn_regions, reading_order, region_items
@@ -101,10 +100,13 @@ class Predictor:
     ) -> Prediction:
         try:
             async with self.slots:
-                image = await self._load_image(task, targets, context)
-                lines = await self.engine.read(np.asarray(image))
+                page = await self._load_image(task, targets, context)
+                lines = await self.engine.read(page)
             kept = self._confident(lines)
-            result = lines_to_regions(kept, targets, image.width, image.height)
+            height, width = page.shape[:2]
+            result = lines_to_regions(kept, targets, width, height)
+        except RequestError:
+            raise  # the whole request is refused (a lost cluster: 503), not this task
         except Exception as exc:  # whatever one task raises is its own error, not the batch's
             return self._failed(task, exc, context)
         return Prediction(result=result, score=mean_score(kept), model_version=self.model_version)
@@ -122,16 +124,18 @@ class Predictor:
             # The same image slots as whole pages: twenty interactive requests at once
             # decoded twenty pages at once without them.
             async with self.slots:
-                image = await self._load_image(task, targets, context)
+                page = await self._load_image(task, targets, context)
                 # One region cut and read at a time: 300 full-page crops built at once
                 # held 753 MB. Cutting a large page takes a while: not on the event loop.
                 for region in regions:
-                    crop = await asyncio.to_thread(cut, image, region.geometry)
+                    crop = await asyncio.to_thread(cut, page, region.geometry)
                     lines = await self.engine.read_region(crop) if crop is not None else []
                     del crop
                     kept = self._confident(lines)
                     kept_lines.extend(kept)
                     result.extend(region_items(region, targets, reading_order(kept)))
+        except RequestError:
+            raise
         except Exception as exc:  # whatever one task raises is its own error, not the batch's
             return self._failed(task, exc, context)
         return Prediction(
@@ -165,8 +169,8 @@ class Predictor:
 
     async def _load_image(
         self, task: Task, targets: OcrTargets, context: PredictContext
-    ) -> Image.Image:
-        """The task's decoded image, from the cache or fetched. Raises TaskError."""
+    ) -> np.ndarray:
+        """The task's decoded page (images/planes.py), cached or fetched. Raises TaskError."""
         ref = task.data.get(targets.image_key)
         if ref is None:
             shown = [key if len(key) <= 40 else key[:37] + "..." for key in sorted(task.data)[:10]]
@@ -176,29 +180,31 @@ class Predictor:
                 f"the label config's Image tag reads ${targets.image_key}",
                 reason="no_image_key",
             )
-        image = await self.image_cache.get(
+        page = await self.image_cache.get(
             self.fetcher.cache_key(ref, context.label_studio),
             lambda: self._fetch_and_decode(ref, task.id, context.label_studio),
         )
         IMAGES_FETCHED.inc()
-        return image
+        assert isinstance(page, np.ndarray)  # the cache holds what _fetch_and_decode made
+        return page
 
     async def _fetch_and_decode(
         self, ref: Any, task_id: int | None, label_studio: LabelStudio | None
-    ) -> Image.Image:
+    ) -> np.ndarray:
         data = await self.fetcher.fetch(ref, task_id=task_id, label_studio=label_studio)
         try:
             return await asyncio.to_thread(
-                decode_image, data, max_pixels=self.settings.max_image_pixels
+                decode_page, data, max_pixels=self.settings.max_image_pixels
             )
         except TaskError as exc:
             raise TaskError(f"image {describe(ref)}: {exc}", reason=exc.reason) from None
 
 
-def cut(image: Image.Image, geometry: dict[str, Any]) -> np.ndarray | None:
-    """The region's upright crop, from the part of the page under it only (no page copy)."""
-    box = region_bounds(geometry, image.width, image.height)
+def cut(page: np.ndarray, geometry: dict[str, Any]) -> np.ndarray | None:
+    """The region's upright crop, from the part of the page under it only (a view, no copy)."""
+    height, width = page.shape[:2]
+    box = region_bounds(geometry, width, height)
     if box is None:
         return None
-    pixels = np.asarray(image.crop(box))
-    return crop_region(pixels, within(geometry, box, image.width, image.height))
+    left, top, right, bottom = box
+    return crop_region(page[top:bottom, left:right], within(geometry, box, width, height))

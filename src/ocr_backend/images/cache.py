@@ -2,9 +2,10 @@
 
 Interactive pre-annotation sends one /predict per box the user draws; each
 would otherwise fetch and decode the same page again. The cache holds
-decoded RGB images, least recently used first out, bounded by their pixel
-bytes (width x height x 3). Concurrent requests for an image not yet in hand
-share one load instead of fetching it twice.
+decoded images (Pillow images, or pixel arrays such as images/planes.py's),
+least recently used first out, bounded by their pixel bytes. Concurrent
+requests for an image not yet in hand share one load instead of fetching it
+twice.
 
 Cached images are shared between requests: callers must not modify them.
 """
@@ -16,7 +17,11 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
+import numpy as np
 from PIL import Image
+
+# A decoded image as the cache holds it; it only needs its size in bytes.
+Decoded = Image.Image | np.ndarray
 
 
 def image_key(ref: str) -> str:
@@ -26,8 +31,10 @@ def image_key(ref: str) -> str:
     return ref
 
 
-def image_bytes(image: Image.Image) -> int:
-    """What a decoded RGB image costs in memory."""
+def image_bytes(image: Decoded) -> int:
+    """What a decoded image costs in memory."""
+    if isinstance(image, np.ndarray):
+        return int(image.nbytes)
     return image.width * image.height * len(image.getbands())
 
 
@@ -39,8 +46,8 @@ class ImageCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
-        self._images: OrderedDict[str, Image.Image] = OrderedDict()
-        self._loading: dict[str, asyncio.Future[Image.Image]] = {}
+        self._images: OrderedDict[str, Decoded] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[Decoded]] = {}
 
     def __len__(self) -> int:
         return len(self._images)
@@ -48,7 +55,7 @@ class ImageCache:
     def __contains__(self, ref: str) -> bool:
         return image_key(ref) in self._images
 
-    async def get(self, ref: str, load: Callable[[], Awaitable[Image.Image]]) -> Image.Image:
+    async def get(self, ref: str, load: Callable[[], Awaitable[Decoded]]) -> Decoded:
         """The image for `ref`: from the cache, from a load already under way, or `load()`.
 
         A failed load is not cached: the next call tries again.
@@ -72,12 +79,12 @@ class ImageCache:
         # One waiter giving up (its client went away) must not cancel the others' load.
         return await asyncio.shield(loading)
 
-    def _loaded(self, key: str, done: asyncio.Future[Image.Image]) -> None:
+    def _loaded(self, key: str, done: asyncio.Future[Decoded]) -> None:
         self._loading.pop(key, None)
         if not done.cancelled() and done.exception() is None:
             self._store(key, done.result())
 
-    def _store(self, key: str, image: Image.Image) -> None:
+    def _store(self, key: str, image: Decoded) -> None:
         size = image_bytes(image)
         if size > self.max_bytes:
             return  # larger than the whole cache: keeping it would evict everything else

@@ -4,8 +4,14 @@ Label Studio's rectangle is its top-left corner (x, y), its size, and a
 rotation in degrees clockwise about that corner; x and width are percent of
 the image width, y and height percent of its height. A rotated rectangle is
 turned upright as it is cut out, so the text in it reads left to right. A
-polygon is cut out by its bounding box with everything outside it painted
-white. Pure functions over numpy arrays, no I/O.
+polygon is cut out by its bounding box.
+
+What is not the region (outside a polygon, beyond the image's edge) and a
+margin around it are painted the region's own paper colour, never white:
+around white text on a blue sign a white frame is darker than nothing, it
+is more ink than the letters, and the recogniser read it as `E...|`. Pure
+functions over numpy arrays of any number of planes (RGB, or images/planes.py's
+colour and grey), no I/O.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-WHITE = (255, 255, 255)
 MIN_SIDE_PX = 2.0  # a region thinner than this holds no text
 # Percent coordinates are clamped to a thousand image sizes around the image: that changes
 # nothing on the image, and keeps the arithmetic finite (Label Studio's JSON can say 1e308).
@@ -64,15 +69,13 @@ def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> np.ndarray | 
         ],
         dtype=np.float64,
     )
-    upright = cv2.warpAffine(
-        image,
-        to_image,
-        (max(1, round(u1 - u0)), max(1, round(v1 - v0))),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=WHITE,
-    )
-    return pad(upright)
+    size = (max(1, round(u1 - u0)), max(1, round(v1 - v0)))
+    # Replicating the edge keeps the pixels along it from blending with a colour not there.
+    upright = _warp(image, to_image, size, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
+    # Which output pixels sample the image; the rest lie beyond its edge.
+    ones = np.ones(image.shape[:2], np.uint8)
+    inside = _warp(ones, to_image, size, cv2.INTER_NEAREST, cv2.BORDER_CONSTANT)
+    return pad(upright, inside.astype(bool))
 
 
 def crop_polygon(image: np.ndarray, points: Sequence[Sequence[float]]) -> np.ndarray | None:
@@ -90,16 +93,35 @@ def crop_polygon(image: np.ndarray, points: Sequence[Sequence[float]]) -> np.nda
     inside = np.zeros(box.shape[:2], dtype=np.uint8)
     outline = np.array([[cx - left, cy - top] for cx, cy in corners], dtype=np.float64)
     cv2.fillPoly(inside, [np.round(outline).astype(np.int32)], 1)
-    cut = np.full_like(box, 255)
-    cut[inside == 1] = box[inside == 1]
-    return pad(cut)
+    if not inside.any():
+        return None
+    return pad(box, inside.astype(bool))
 
 
-def pad(crop: np.ndarray) -> np.ndarray:
-    """A white margin, so text touching the region's edge is still found and read whole."""
+def pad(crop: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
+    """The crop with a margin, and what is not `inside` the region, in its paper colour.
+
+    The margin lets text touching the region's edge still be found and read
+    whole. The paper colour is the region's median colour, plane by plane:
+    the background a loosely drawn box holds more of than anything else.
+    """
+    if inside is None:
+        inside = np.ones(crop.shape[:2], dtype=bool)
+    region = crop[inside] if inside.any() else crop.reshape(-1, *crop.shape[2:])
+    # A sample of 100k pixels tells the paper as well as all of a large region does.
+    paper = np.median(region[:: max(1, len(region) // 100_000)], axis=0).astype(crop.dtype)
+    painted = crop.copy()
+    painted[~inside] = paper
     margin = min(32, max(8, round(min(crop.shape[:2]) * 0.35)))
+    planes = 1 if crop.ndim == 2 else crop.shape[2]
     return cv2.copyMakeBorder(
-        crop, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=WHITE
+        painted,
+        margin,
+        margin,
+        margin,
+        margin,
+        cv2.BORDER_CONSTANT,
+        value=[float(v) for v in np.broadcast_to(paper, (planes,))],
     )
 
 
@@ -116,6 +138,16 @@ def _on_image(
         for px, py in ((0, 0), (width, 0), (width, height), (0, height))
     ]
     return max(0.0, math.floor(min(reach))), min(length, math.ceil(max(reach)))
+
+
+def _warp(
+    image: np.ndarray, to_image: np.ndarray, size: tuple[int, int], flags: int, border: int
+) -> np.ndarray:
+    warped = cv2.warpAffine(
+        image, to_image, size, flags=flags | cv2.WARP_INVERSE_MAP, borderMode=border, borderValue=0
+    )
+    # OpenCV drops a single trailing plane; keep the caller's shape.
+    return warped.reshape(size[1], size[0], *image.shape[2:])
 
 
 def _overlaps(corners: Sequence[tuple[float, float]], width: int, height: int) -> bool:

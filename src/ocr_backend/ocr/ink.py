@@ -1,46 +1,174 @@
-"""Where a crop holds ink, and whether it is one line of text. Pure numpy."""
+"""Where a drawn crop holds ink, whether it is one line of text, and where that line is.
+
+Pure numpy. Ink is what differs clearly from the crop's paper in the grey
+picture the recogniser reads, darker or lighter: black print on white and
+white letters on a blue sign alike. A box drawn by hand often cuts into the
+lines and words around the one it is drawn for; what the box's edge cuts
+through, and is small beside the line, is a neighbour's piece, and is left
+out.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 INK_CONTRAST = 48  # grey levels between paper and ink; JPEG noise stays below it
+FAINT_INK = 24  # the least contrast still ink, for faint text that has nothing stronger
+# A piece of ink cut by the region's edge and under this share of the line's height is a
+# neighbouring line the box cut into, not a line of its own.
+CUT_NEIGHBOUR = 0.75
+# A gap between pieces of a line wider than this many line heights parts two words
+# (EasyOCR joins boxes closer than half a height; its boxes are wider than their ink).
+WORD_GAP = 0.8
+SPECK = 0.5  # of the line's height: a piece apart from the words and narrower is no word
+MARGIN = 0.2  # of the line's height around its ink, as CRAFT's boxes have: the recogniser
+# read `makseq` as `Marsed` in a box tight on the ink, right in one this much wider.
 
 
-def ink_mask(image: np.ndarray) -> np.ndarray:
-    """Where the crop differs clearly from its paper (its most common shade)."""
-    if image.size == 0:
-        return np.zeros(image.shape[:2], dtype=bool)
-    grey = image.mean(axis=2) if image.ndim == 3 else image.astype(np.float64)
-    return np.abs(grey - np.median(grey)) > INK_CONTRAST
+class Area(NamedTuple):
+    """Rows top..bottom and columns left..right of a crop (ends exclusive)."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
 
 
-def is_one_line(ink: np.ndarray) -> bool:
-    """One band of inked rows between blank ones, and wider than tall, as a line is.
+def ink_mask(grey: np.ndarray) -> np.ndarray:
+    """Where the grey crop differs clearly from its paper (its median shade), either way.
 
-    Two lines that touch with no blank row between them would pass as one; the
-    width check catches most such blocks, and ordinary line spacing leaves a gap.
+    Clearly: by INK_CONTRAST, or by half the crop's strongest contrast when
+    that is less (small grey text), but never by less than FAINT_INK.
+    """
+    if grey.size == 0:
+        return np.zeros(grey.shape[:2], dtype=bool)
+    shades = grey.astype(np.int16)
+    contrast = np.abs(shades - int(np.median(shades)))
+    strongest = float(np.percentile(contrast, 99.5))
+    return contrast > max(FAINT_INK, min(INK_CONTRAST, strongest / 2))
+
+
+def one_line(ink: np.ndarray, drawn: Area) -> slice | None:
+    """The rows of the crop's one line of text; None when it holds none or several.
+
+    One band of inked rows between blank ones, wider than tall as a line is,
+    beside no other band but neighbours' pieces cut by the drawn area's top
+    or bottom. Two lines that touch with no blank row between them would
+    pass as one; the width check catches most such blocks, and ordinary line
+    spacing leaves a gap.
     """
     width = ink.shape[1]
     inked = ink.sum(axis=1) >= max(2, width * 0.003)  # a stray noise pixel is no ink
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], inked.astype(np.int8), [0]))))
-    heights = edges[1::2] - edges[::2]
-    bands = heights[heights >= 2]  # a speck of one row is no line either
-    return len(bands) == 1 and bands[0] * 2 <= width
+    bands = [band for band in _runs(inked) if band[1] - band[0] >= 2]  # nor is a speck
+    if not bands:
+        return None
+    line = max(bands, key=lambda band: band[1] - band[0])
+    tall = line[1] - line[0]
+    for band in bands:
+        if band != line and not _cut(band, tall, drawn.top, drawn.bottom):
+            return None
+    return slice(*line) if tall * 2 <= width else None
 
 
-def ink_box(ink: np.ndarray) -> tuple[int, int, int, int]:
-    """The ink's bounding box with EasyOCR's own margin: [left, right, top, bottom] in pixels.
+def is_one_line(ink: np.ndarray) -> bool:
+    """Whether the crop holds exactly one line of text and nothing else."""
+    return one_line(ink, Area(-2, ink.shape[0] + 2, -2, ink.shape[1] + 2)) is not None
 
-    As tight as detection would draw it (readtext's add_margin=0.1).
+
+def line_box(ink: np.ndarray, rows: slice, drawn: Area) -> tuple[int, int, int, int]:
+    """The box of the line in `rows`, as detection would draw it: [left, right, top, bottom].
+
+    Rules (ink running far above and below the line), pieces at the drawn
+    area's left or right edge, apart from the rest by a word gap and
+    narrower than the line is tall (cut neighbours), and pieces apart and
+    narrower than half its height (specks) are left out.
     """
+    line = ink[rows]
+    tall = line.shape[0]
+    # Columns inked far above and below the line hold a rule or a picture's edge, not text.
+    rule: np.ndarray = ink.sum(axis=0) > 2 * tall
+    inked: np.ndarray = line.any(axis=0)
+    pieces = _runs(inked & ~rule) or _runs(inked)
+    # A solid block first or last (a label's colour chip, a checkbox) is no letter.
+    while len(pieces) > 1 and _solid(line, pieces[0]) and pieces[1][0] - pieces[0][1] >= 2:
+        pieces = pieces[1:]
+    while len(pieces) > 1 and _solid(line, pieces[-1]) and pieces[-1][0] - pieces[-2][1] >= 2:
+        pieces = pieces[:-1]
+    words = [pieces[0]]
+    for start, end in pieces[1:]:
+        if start - words[-1][1] > WORD_GAP * tall:
+            words.append((start, end))
+        else:
+            words[-1] = (words[-1][0], end)
+    if len(words) > 1 and _cut(words[0], tall, drawn.left, 1 << 30):
+        words = words[1:]
+    if len(words) > 1 and _cut(words[-1], tall, -1, drawn.right):
+        words = words[:-1]
+    # A speck apart from the words (a lone comma, a rule) is too small for EasyOCR's
+    # detection to keep (its min_size); the recogniser would read it as `,` or `|`.
+    words = [word for word in words if word[1] - word[0] >= SPECK * tall] or words
+    columns = slice(words[0][0], words[-1][1])
+    inked_rows = np.flatnonzero(line[:, columns].any(axis=1))
+    top, bottom = (rows.start or 0) + inked_rows[0], (rows.start or 0) + inked_rows[-1] + 1
+    margin = int(MARGIN * (bottom - top)) + 1
     height, width = ink.shape
-    rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    top, bottom, left, right = rows[0], rows[-1] + 1, columns[0], columns[-1] + 1
-    margin = int(0.1 * min(bottom - top, right - left)) + 1
     return (
-        int(max(0, left - margin)),
-        int(min(width, right + margin)),
+        int(max(0, columns.start - margin)),
+        int(min(width, columns.stop + margin)),
         int(max(0, top - margin)),
         int(min(height, bottom + margin)),
     )
+
+
+def cut_neighbours(boxes: Sequence[Sequence[float]], drawn: Area) -> list[bool]:
+    """Which detected boxes ([left, right, top, bottom]) are neighbours the drawn edge cut.
+
+    When some line lies clear of every edge, the box was drawn loosely
+    around it: a line that reaches an edge, above or below all the clear
+    ones, is a neighbour the box cut into. Whatever the box, a line that
+    reaches its top or bottom and is under CUT_NEIGHBOUR of the tallest
+    line's height is a cut piece. Never all of them.
+    """
+    if len(boxes) < 2:
+        return [False] * len(boxes)
+    reaches = [_reaches_edge(box, drawn) for box in boxes]
+    clear = [box for box, touching in zip(boxes, reaches, strict=True) if not touching]
+    tallest = max(box[3] - box[2] for box in boxes)
+    cut = []
+    for box, touching in zip(boxes, reaches, strict=True):
+        centre = (box[2] + box[3]) / 2
+        outside = bool(clear) and all(centre < c[2] or centre > c[3] for c in clear)
+        short = box[3] - box[2] < CUT_NEIGHBOUR * tallest
+        at_top_or_bottom = box[2] <= drawn.top + 1 or box[3] >= drawn.bottom - 1
+        cut.append(touching and outside or short and at_top_or_bottom)
+    return [False] * len(boxes) if all(cut) else cut
+
+
+def _reaches_edge(box: Sequence[float], drawn: Area) -> bool:
+    left, right, top, bottom = box
+    return (
+        left <= drawn.left + 1
+        or right >= drawn.right - 1
+        or top <= drawn.top + 1
+        or bottom >= drawn.bottom - 1
+    )
+
+
+def _solid(line: np.ndarray, piece: tuple[int, int]) -> bool:
+    """Whether a piece of the line is a filled block: ink over nine tenths of it, 2+ wide."""
+    return piece[1] - piece[0] >= 2 and float(line[:, piece[0] : piece[1]].mean()) > 0.9
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of True in a row of flags, as (start, end) with end exclusive."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], flags.astype(np.int8), [0]))))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _cut(piece: tuple[int, int], tall: int, start: int, end: int) -> bool:
+    """Whether a piece touches the edge at `start` or `end` and is smaller than the line."""
+    at_edge = piece[0] <= start + 1 or piece[1] >= end - 1
+    return at_edge and piece[1] - piece[0] < CUT_NEIGHBOUR * tall
