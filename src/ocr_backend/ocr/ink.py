@@ -90,7 +90,7 @@ def line_box(ink: np.ndarray, rows: slice, drawn: Area) -> tuple[int, int, int, 
     tall = line.shape[0]
     # Columns inked far above and below the line hold a rule or a picture's edge, not text.
     rule: np.ndarray = ink.sum(axis=0) > 2 * tall
-    inked: np.ndarray = line.any(axis=0)
+    inked = np.asarray(line.any(axis=0))
     pieces = _runs(inked & ~rule) or _runs(inked)
     # A solid block first or last (a label's colour chip, a checkbox) is no letter.
     while len(pieces) > 1 and _solid(line, pieces[0]) and pieces[1][0] - pieces[0][1] >= 2:
