@@ -41,6 +41,8 @@ from tests.support.photos import (
     stored_turned,
 )
 
+pytestmark = pytest.mark.slow  # EasyOCR on whole photos, several minutes
+
 LIMIT = 50_000_000
 LINES_PER_PAGE = 6  # boxes drawn per page: enough lines to average, few enough for CI
 
