@@ -19,6 +19,11 @@ from ocr_backend.settings import Settings
 from tests.support.asgi import app_client
 from tests.support.environment import service_variables
 from tests.support.image_server import ImageServer
+from tests.support.ray_cluster import prepare_environment
+
+# Ray reads its variables when it is first imported, by whichever test comes first:
+# without them it listens on the machine's outward address, not on loopback only.
+prepare_environment()
 
 ClientFor = Callable[..., AbstractContextManager[TestClient]]
 
