@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-IMAGES = Path(__file__).resolve().parent / "images"
+IMAGES = Path(__file__).resolve().parents[1] / "images"
 STREET_SIGNS = IMAGES / "street_signs.png"  # RGBA; white on blue and green, red, CJK
 DIAGRAM = IMAGES / "diagram_white_on_colour.jpeg"  # white on green and cyan
 SCREENSHOT = IMAGES / "label_studio_screenshot.png"  # small grey UI text, white on dark chips
