@@ -7,7 +7,7 @@ from fastapi_offline import FastAPIOffline
 
 from . import __version__
 from .engine import OcrEngine
-from .http import handlers
+from .http import handlers, jobs
 from .http.auth import BasicAuthMiddleware
 from .http.lifespan import lifespan_for
 from .http.observe import ObservabilityMiddleware
@@ -35,6 +35,7 @@ def create_app(settings: Settings, engine: OcrEngine | None = None) -> FastAPI:
         lifespan=lifespan_for(settings, engine),
     )
     app.include_router(router)
+    app.include_router(jobs.router)
     if settings.basic_auth_user is not None and settings.basic_auth_pass is not None:
         app.add_middleware(
             BasicAuthMiddleware,

@@ -28,9 +28,10 @@ from .images.cache import ImageCache
 from .images.crop import crop_region
 from .images.decode import decode_image
 from .images.fetch import describe
+from .jobs.priority import Priority, PriorityGate
 from .label_studio.config import OcrTargets
 from .label_studio.regions import DrawnRegion, drawn_regions, reading_order, region_items
-from .label_studio.schemas import Prediction, Task
+from .label_studio.schemas import NotPredicted, Prediction, Task
 from .label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from .metrics import IMAGES_FAILED, IMAGES_FETCHED
 from .ocr.lines import TextLine, mean_score
@@ -77,32 +78,52 @@ class Predictor:
         self.settings = settings
         self.model_version = model_version(settings)
         # The engine's threads plus a couple of images decoded ahead of them, shared by
-        # all requests: the memory held stays bounded however many requests wait.
+        # all requests: the memory held stays bounded however many requests wait. People
+        # and bulk work each have their own allowance, so an annotator's image is fetched
+        # at once even while a job holds every bulk place.
         self.images_in_hand = engine.threads + 2
-        self.slots = asyncio.Semaphore(self.images_in_hand)
+        self.slots = {priority: asyncio.Semaphore(self.images_in_hand) for priority in Priority}
+        # In front of the engine itself: a freed thread goes to people before bulk work.
+        self.engine_gate = PriorityGate(engine.threads)
         self.image_cache = ImageCache(settings.image_cache_bytes)
 
     async def predict(
         self, tasks: Sequence[Task], targets: OcrTargets, context: PredictContext | None = None
-    ) -> list[Prediction]:
-        """One prediction per task, in order: the whole page, or only the regions drawn."""
+    ) -> list[Prediction | NotPredicted]:
+        """One entry per task, in order: the whole page, or only the regions drawn.
+
+        Read here and now, without a deadline; /predict goes through jobs/ instead.
+        """
         context = context or PredictContext()
         drawn = drawn_regions(context.interactive)
         if drawn is not None:  # interactive: read only what the user just drew
             return [await self._read_drawn(task, targets, drawn, context) for task in tasks]
+        priority = Priority.PEOPLE if len(tasks) == 1 else Priority.BULK
         return list(
-            await asyncio.gather(*(self._read_page(task, targets, context) for task in tasks))
+            await asyncio.gather(
+                *(self._read_page(task, targets, context, priority) for task in tasks)
+            )
         )
 
+    def is_interactive(self, context: PredictContext) -> bool:
+        return drawn_regions(context.interactive) is not None
+
     async def _read_page(
-        self, task: Task, targets: OcrTargets, context: PredictContext
-    ) -> Prediction:
+        self, task: Task, targets: OcrTargets, context: PredictContext, priority: Priority
+    ) -> Prediction | NotPredicted:
         try:
-            async with self.slots:
-                image = await self._load_image(task, targets, context)
-                lines = await self.engine.read(np.asarray(image))
+            return await self.read_page(task, targets, context, priority)
         except TaskError as exc:
-            return self._failed(task, exc, context)
+            return self.failed(task, exc, context)
+
+    async def read_page(
+        self, task: Task, targets: OcrTargets, context: PredictContext, priority: Priority
+    ) -> Prediction:
+        """Every line of the task's image, as regions. Raises TaskError."""
+        async with self.slots[priority]:
+            image = await self._load_image(task, targets, context)
+            async with self.engine_gate.slot(priority):
+                lines = await self.engine.read(np.asarray(image))
         kept = self._confident(lines)
         return Prediction(
             result=lines_to_regions(kept, targets, image.width, image.height),
@@ -116,15 +137,15 @@ class Predictor:
         targets: OcrTargets,
         regions: Sequence[DrawnRegion],
         context: PredictContext,
-    ) -> Prediction:
+    ) -> Prediction | NotPredicted:
         try:
             image = await self._load_image(task, targets, context)
         except TaskError as exc:
-            return self._failed(task, exc, context)
+            return self.failed(task, exc, context)
         # Copying a large page out of Pillow takes a while: not on the event loop.
         crops = await asyncio.to_thread(_crops, image, [region.geometry for region in regions])
         read = await asyncio.gather(
-            *(self.engine.read_region(crop) if crop is not None else _nothing() for crop in crops)
+            *(self._read_region(crop) if crop is not None else _nothing() for crop in crops)
         )
         result: list[dict[str, Any]] = []
         kept_lines: list[TextLine] = []
@@ -136,15 +157,24 @@ class Predictor:
             result=result, score=mean_score(kept_lines), model_version=self.model_version
         )
 
+    async def _read_region(self, crop: np.ndarray) -> list[TextLine]:
+        async with self.engine_gate.slot(Priority.PEOPLE):
+            return await self.engine.read_region(crop)
+
     def _confident(self, lines: Sequence[TextLine]) -> list[TextLine]:
         """The lines read at SCORE_THRESHOLD or above."""
         return [line for line in lines if line.score >= self.settings.score_threshold]
 
-    def _failed(self, task: Task, exc: TaskError, context: PredictContext) -> Prediction:
-        """The prediction of a task whose image could not be had: empty, with the reason."""
+    def failed(self, task: Task, exc: TaskError, context: PredictContext) -> NotPredicted:
+        """A task whose image could not be had: no `result`, so Label Studio asks again later.
+
+        An empty `result` would be stored, and the task never asked for again.
+        """
         IMAGES_FAILED.labels(exc.reason).inc()
         log.warning("request %s: task %s: %s", context.request_id, task.id, exc)
-        return Prediction(result=[], score=0.0, model_version=self.model_version, error=str(exc))
+        return NotPredicted(
+            model_version=self.model_version, status="failed", reason=exc.reason, error=str(exc)
+        )
 
     async def _load_image(
         self, task: Task, targets: OcrTargets, context: PredictContext

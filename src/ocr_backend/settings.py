@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     allow_private_networks: bool = True
     max_queue: int = Field(default=200, ge=1, le=100_000)
     image_cache_bytes: int = Field(default=268_435_456, ge=0)
+    # Label Studio gives /predict 100 s (ML_TIMEOUT_PREDICT) and stores nothing after that.
+    predict_deadline: float = Field(default=80.0, gt=0.0, le=3600.0)
 
     label_studio_host: str | None = None
     label_studio_access_token: SecretStr | None = None

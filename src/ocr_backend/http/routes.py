@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Response
@@ -12,6 +13,7 @@ from ..label_studio.config import OcrTargets, parse_label_config
 from ..label_studio.projects import ProjectSetup
 from ..label_studio.schemas import (
     ErrorResponse,
+    NotPredicted,
     PredictResponse,
     SetupRequest,
     SetupResponse,
@@ -23,6 +25,7 @@ from ..predictor import PredictContext
 from ..settings import Settings
 from .deps import (
     EngineDep,
+    JobsDep,
     LabelStudioDep,
     PredictorDep,
     PredictRequestDep,
@@ -115,8 +118,8 @@ async def setup(
         200: {"content": {"application/json": {"example": PREDICT_RESPONSE_EXAMPLE}}},
         400: {"model": ErrorResponse, "description": "The body is not UTF-8 text"},
         422: UNPROCESSABLE,
-        413: {"model": ErrorResponse, "description": "More tasks than MAX_QUEUE"},
-        503: {"model": ErrorResponse, "description": "The OCR queue is full; retry later"},
+        413: {"model": ErrorResponse, "description": "Interactive: more tasks than MAX_QUEUE"},
+        503: {"model": ErrorResponse, "description": "Interactive: the queue is full; retry"},
     },
 )
 async def predict(
@@ -126,13 +129,18 @@ async def predict(
     settings: SettingsDep,
     predictor: PredictorDep,
     queue: QueueDep,
+    jobs: JobsDep,
     log_context: RequestContextDep,
 ) -> PredictResponse:
     """Read every line of text in each task's image: one region per line.
 
-    A task whose image cannot be fetched or decoded gets an empty result and
-    an `error`; the other tasks are not affected.
+    Answers within PREDICT_DEADLINE. A task not read by then, or whose image
+    cannot be fetched or decoded, comes back without `result` (with `status`,
+    `reason` and `error`), so Label Studio stores the others and asks for it
+    again later; one not read yet is read in the background and written to
+    Label Studio through its API.
     """
+    deadline = time.monotonic() + settings.predict_deadline
     log_context.tasks = len(body.tasks)
     config = body.label_config or (stored.label_config if stored else None)
     if not config:
@@ -150,9 +158,23 @@ async def predict(
         interactive=body.params.context if body.params else None,
         request_id=log_context.id,
     )
-    with queue.admit(len(body.tasks)):  # QueueFull and TooManyTasks: see handlers.py
-        results = await predictor.predict(body.tasks, targets, context)
-    log_context.failed = sum(1 for result in results if result.error)
+    if predictor.is_interactive(context):
+        with queue.admit(len(body.tasks)):  # QueueFull and TooManyTasks: see handlers.py
+            results = await predictor.predict(body.tasks, targets, context)
+    else:
+        # Any number of tasks: they wait on disk, not in memory.
+        results, summary = await jobs.predict(
+            body.tasks,
+            project=body.project,
+            label_config=config,
+            label_studio=label_studio,
+            deadline=deadline,
+            request_id=log_context.id,
+        )
+        log_context.outcome = summary.describe()
+    log_context.failed = sum(
+        1 for result in results if isinstance(result, NotPredicted) and result.status == "failed"
+    )
     return PredictResponse(results=results)
 
 
