@@ -52,7 +52,8 @@ class JobProgress:
 
     @property
     def active(self) -> bool:
-        return bool(self.queued or self.reading or self.done_waiting)
+        """Still reading; results waiting to be delivered do not count."""
+        return bool(self.queued or self.reading)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total": self.total, "active": self.active}

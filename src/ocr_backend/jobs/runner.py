@@ -36,6 +36,8 @@ POLL_S = 0.5  # how often to look for work other processes queued
 HEARTBEAT_S = 5.0
 PROGRESS_S = 10.0  # a log line per active job this often
 WRITE_RETRY_S = 60.0
+# Without a host or a token nothing changes until the service restarts or /setup sends one.
+UNWRITABLE_RETRY_S = 300.0
 WRITE_BATCH = 16
 STOP_GRACE_S = 25.0  # within uvicorn's 30 s graceful shutdown
 
@@ -76,6 +78,7 @@ class JobRunner:
         self._loops: list[asyncio.Task[None]] = []
         self._reads: set[asyncio.Task[None]] = set()
         self._targets: dict[str, OcrTargets | LabelConfigError] = {}
+        self._write_errors: dict[str, str] = {}  # per project, the last one logged
 
     async def start(self) -> None:
         await self.store.run(self.store.heartbeat)
@@ -219,14 +222,16 @@ class JobRunner:
                 )
         except LabelStudioError as exc:
             JOB_WRITES.labels(exc.reason).inc()
-            log.warning(
-                "job %s: task %s not written to Label Studio, kept for the next answer that "
-                "asks for it: %s",
-                claimed.project,
-                claimed.task_id,
-                exc,
-            )
-            await self.store.run(self.store.write_failed, claimed.key, str(exc), WRITE_RETRY_S)
+            if self._write_errors.get(claimed.project) != str(exc):  # once, not per task
+                self._write_errors[claimed.project] = str(exc)
+                log.warning(
+                    "job %s: results not written to Label Studio, kept for the next answer "
+                    "that asks for them (see GET /jobs): %s",
+                    claimed.project,
+                    exc,
+                )
+            retry = UNWRITABLE_RETRY_S if exc.reason in ("no_host", "no_token") else WRITE_RETRY_S
+            await self.store.run(self.store.write_failed, claimed.key, str(exc), retry)
             return
         except Exception:
             log.exception("job %s: writing task %s failed", claimed.project, claimed.task_id)
@@ -236,6 +241,7 @@ class JobRunner:
             )
             return
         JOB_WRITES.labels("written").inc()
+        self._write_errors.pop(claimed.project, None)
         await self.store.run(self.store.written, claimed.key)
 
     # -- staying alive ------------------------------------------------------------------
