@@ -63,8 +63,6 @@ class AnswerSummary:
             parts.append(f"pending={self.pending}")
             if self.not_written_because:
                 parts.append(f"(not written, kept for the next ask: {self.not_written_because})")
-        if self.failed:
-            parts.append(f"failed={self.failed}")
         if self.delivered:
             parts.append(f"already_delivered={self.delivered}")
         return " ".join(parts)
@@ -100,6 +98,7 @@ class QueuedPredictions:
                 model_version=self.model_version,
                 config_digest=digest,
                 task=task.model_dump(mode="json"),
+                asked_by=request_id,
             )
             for task in tasks
         ]

@@ -141,7 +141,7 @@ class JobRunner:
     async def _read(self, claimed: Claimed) -> None:
         task = Task.model_validate(claimed.task)
         context = PredictContext(
-            label_studio=self.connect(claimed.project), request_id=f"job:{claimed.project}"
+            label_studio=self.connect(claimed.project), request_id=claimed.asked_by
         )
         try:
             targets = self._targets_for(claimed.label_config)
@@ -154,13 +154,19 @@ class JobRunner:
             await asyncio.shield(self.store.run(self.store.put_back, claimed.key))
             raise
         except Exception:
-            log.exception("job %s: task %s could not be read", claimed.project, claimed.task_id)
+            # A bug, not a bad task: logged with its traceback; the neighbours go on.
+            log.exception(
+                "request %s: task %s: unexpected error while reading it",
+                claimed.asked_by,
+                claimed.task_id,
+            )
             JOB_READS.labels("failed").inc()
             await self.store.run(
                 self.store.fail,
                 claimed.key,
                 "internal",
-                "an unexpected error; the service log has it (job " + claimed.project + ")",
+                "internal error while reading this task; the service log has it under request "
+                f"id {claimed.asked_by}",
             )
         else:
             JOB_READS.labels("read").inc()

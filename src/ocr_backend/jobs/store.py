@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     write_error TEXT,
     write_after REAL NOT NULL DEFAULT 0,
     wanted_until REAL NOT NULL DEFAULT 0,
+    asked_by TEXT,
     created_at REAL NOT NULL,
     started_at REAL,
     finished_at REAL
@@ -90,6 +91,7 @@ class Entry:
     model_version: str
     config_digest: str
     task: dict[str, Any]
+    asked_by: str = "-"  # the request id, for the log lines about this task
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class Claimed:
     label_config: str
     task: dict[str, Any]
     priority: Priority
+    asked_by: str = "-"
     result: list[dict[str, Any]] | None = None
     score: float | None = None
     unsure: bool = False  # a write cut short: Label Studio may hold it already
@@ -224,8 +227,8 @@ class JobStore:
                 if row is None:
                     db.execute(
                         "INSERT INTO tasks (key, seq, project, ls_project, task_id, "
-                        "model_version, config, task, priority, state, wanted_until, created_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                        "model_version, config, task, priority, state, wanted_until, asked_by, "
+                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
                         (
                             entry.key,
                             base + index,
@@ -237,6 +240,7 @@ class JobStore:
                             json.dumps(entry.task),
                             int(priority),
                             wanted_until,
+                            entry.asked_by,
                             now,
                         ),
                     )
@@ -251,13 +255,14 @@ class JobStore:
                     db.execute(
                         "UPDATE tasks SET state = 'queued', owner = NULL, reason = NULL, "
                         "error = NULL, priority = ?, wanted_until = ?, seq = ?, config = ?, "
-                        "task = ? WHERE key = ?",
+                        "task = ?, asked_by = ? WHERE key = ?",
                         (
                             int(priority),
                             wanted_until,
                             base + index,
                             entry.config_digest,
                             json.dumps(entry.task),
+                            entry.asked_by,
                             entry.key,
                         ),
                     )
@@ -340,7 +345,8 @@ class JobStore:
             "UPDATE tasks SET state = 'reading', owner = ?, started_at = ? WHERE key = ("
             "SELECT key FROM tasks WHERE state = 'queued' AND priority <= ? "
             "ORDER BY priority, seq LIMIT 1) "
-            "RETURNING key, project, ls_project, task_id, model_version, config, task, priority",
+            "RETURNING key, project, ls_project, task_id, model_version, config, task, priority, "
+            "asked_by",
             (self.owner, time.time(), limit),
         ).fetchone()
         return None if row is None else self._claimed(row)
@@ -358,6 +364,7 @@ class JobStore:
             label_config=config["label_config"] if config else "",
             task=json.loads(row["task"]),
             priority=Priority(row["priority"]),
+            asked_by=row["asked_by"] or "-",
             **extra,
         )
 
@@ -397,7 +404,7 @@ class JobStore:
                 "AND write_after <= ? AND ls_project IS NOT NULL AND task_id IS NOT NULL "
                 "ORDER BY seq LIMIT ?) "
                 "RETURNING key, project, ls_project, task_id, model_version, config, task, "
-                "priority, result, score, write_error",
+                "priority, asked_by, result, score, write_error",
                 (self.owner, now, now, now, limit),
             ).fetchall()
             return [
