@@ -12,6 +12,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -58,7 +59,7 @@ def lifespan_for(settings: Settings, engine: OcrEngine | None) -> Lifespan:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Services]]:
         owned = engine is None
         # Loading takes seconds: off the event loop, and done before the port serves.
-        ocr = engine or await anyio.to_thread.run_sync(OcrEngine.load, settings)
+        ocr = engine if engine is not None else await load_engine(settings)
         client = new_http_client(
             settings.fetch_timeout, allow_private=settings.allow_private_networks
         )
@@ -106,6 +107,11 @@ def lifespan_for(settings: Settings, engine: OcrEngine | None) -> Lifespan:
     return lifespan
 
 
+async def load_engine(settings: Settings) -> OcrEngine:
+    engine: OcrEngine = await anyio.to_thread.run_sync(OcrEngine.load, settings)
+    return engine
+
+
 @contextmanager
 def stop_signals_tell(stop: Callable[[], None]) -> Iterator[None]:
     """On SIGTERM or SIGINT, call `stop` too, before uvicorn's own handler.
@@ -116,11 +122,11 @@ def stop_signals_tell(stop: Callable[[], None]) -> Iterator[None]:
     when it stops; here they are restored when the app stops, if still ours.
     """
     loop = asyncio.get_running_loop()
-    installed: dict[signal.Signals, object] = {}
+    installed: dict[signal.Signals, Any] = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(signum)
 
-        def handler(number: int, frame: object, previous: object = previous) -> None:
+        def handler(number: int, frame: Any, previous: Any = previous) -> None:
             loop.call_soon_threadsafe(stop)
             if callable(previous):
                 previous(number, frame)
@@ -135,6 +141,6 @@ def stop_signals_tell(stop: Callable[[], None]) -> Iterator[None]:
     finally:
         for signum, previous in installed.items():
             try:
-                signal.signal(signum, previous)  # type: ignore[arg-type]
+                signal.signal(signum, previous)
             except (ValueError, TypeError):
                 log.debug("could not restore the handler of %s", signum)

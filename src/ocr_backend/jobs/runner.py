@@ -136,7 +136,8 @@ class JobRunner:
                 continue
             read = asyncio.create_task(self._read(claimed))
             self._reads.add(read)
-            read.add_done_callback(lambda done: (self._reads.discard(done), places.release()))
+            read.add_done_callback(self._reads.discard)
+            read.add_done_callback(lambda _: places.release())
 
     async def _read(self, claimed: Claimed) -> None:
         task = Task.model_validate(claimed.task)
