@@ -52,31 +52,52 @@ def slow_body(tasks: int = 4) -> dict:
     return body
 
 
-def test_sigterm_lets_requests_in_flight_finish_then_exits_0():
-    with Service() as service:
+def test_sigterm_answers_at_once_finishes_images_in_flight_and_the_rest_resumes(tmp_path):
+    """A stop halfway through a bulk /predict: nothing is lost, nothing is read twice."""
+    home = {"MODEL_DIR": str(tmp_path), "PREDICT_DEADLINE": "120"}
+    body = slow_body()
+    body["project"] = "3.1763892800"
+    with Service(**home) as service:
         service.wait_healthy()
 
         async def scenario() -> httpx.Response:
             async with httpx.AsyncClient(base_url=service.url, timeout=120) as client:
-                slow = asyncio.ensure_future(client.post("/predict", json=slow_body()))
-                while True:  # until the service has admitted it
-                    page = samples((await client.get("/metrics")).text)
-                    if value(page, "ocr_backend_queue_images") > 0:
+                slow = asyncio.ensure_future(client.post("/predict", json=body))
+                while True:  # until the first image is being read
+                    jobs = (await client.get("/jobs")).json()["jobs"]
+                    if jobs and jobs[0]["reading"]:
                         break
                     await asyncio.sleep(0.05)
                 service.process.terminate()  # SIGTERM
                 return await slow
 
-        response = asyncio.run(scenario())
         started = time.perf_counter()
+        response = asyncio.run(scenario())
+        answered_in = time.perf_counter() - started
         code = service.process.wait(timeout=60)
+        stopped_in = time.perf_counter() - started
         output = service.output()
     assert response.status_code == 200, output
     results = response.json()["results"]
     assert len(results) == 4
-    assert all("error" not in r and r["result"] for r in results)
+    read = [r for r in results if "result" in r]
+    assert all(r["result"] for r in read)
+    left = [r for r in results if "result" not in r]
+    assert left and all(r["status"] == "pending" for r in left), results
+    assert answered_in < 30  # not the 120 s deadline: the stop answered it
     assert code == 0, output
-    assert time.perf_counter() - started < 30
+    assert stopped_in < 40
+    with Service(**home) as again:  # the rest is read at the next start
+        again.wait_healthy()
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            (job,) = httpx.get(again.url + "/jobs", timeout=5).json()["jobs"]
+            if not job["active"]:
+                break
+            time.sleep(0.5)
+        assert again.stop() == 0
+    assert job["answered"] == len(read) and job["done_waiting"] == len(left), job
+    assert job["failed"] == 0
 
 
 def worker_pids(pid: int) -> list[int]:

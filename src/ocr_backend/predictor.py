@@ -117,12 +117,23 @@ class Predictor:
             return self.failed(task, exc, context)
 
     async def read_page(
-        self, task: Task, targets: OcrTargets, context: PredictContext, priority: Priority
+        self,
+        task: Task,
+        targets: OcrTargets,
+        context: PredictContext,
+        priority: Priority,
+        at_engine: asyncio.Event | None = None,
     ) -> Prediction:
-        """Every line of the task's image, as regions. Raises TaskError."""
+        """Every line of the task's image, as regions. Raises TaskError.
+
+        `at_engine` is set once the engine starts reading it: a stop lets such
+        a read finish, and puts back the ones still waiting.
+        """
         async with self.slots[priority]:
             image = await self._load_image(task, targets, context)
             async with self.engine_gate.slot(priority):
+                if at_engine is not None:
+                    at_engine.set()
                 lines = await self.engine.read(np.asarray(image))
         kept = self._confident(lines)
         return Prediction(

@@ -161,6 +161,18 @@ async def predict(
     if predictor.is_interactive(context):
         with queue.admit(len(body.tasks)):  # QueueFull and TooManyTasks: see handlers.py
             results = await predictor.predict(body.tasks, targets, context)
+    elif len(body.tasks) == 1:
+        # Someone is waiting for this one on screen: bounded, and ahead of bulk work.
+        with queue.admit(1):
+            results, summary = await jobs.predict(
+                body.tasks,
+                project=body.project,
+                label_config=config,
+                label_studio=label_studio,
+                deadline=deadline,
+                request_id=log_context.id,
+            )
+        log_context.outcome = summary.describe()
     else:
         # Any number of tasks: they wait on disk, not in memory.
         results, summary = await jobs.predict(

@@ -76,7 +76,8 @@ class JobRunner:
         self.work = Changed()  # a task was queued, or a result wants writing
         self.stopping = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
-        self._reads: set[asyncio.Task[None]] = set()
+        # Reads under way, each with whether the engine has started on it.
+        self._reads: dict[asyncio.Task[None], asyncio.Event] = {}
         self._targets: dict[str, OcrTargets | LabelConfigError] = {}
         self._write_errors: dict[str, str] = {}  # per project, the last one logged
 
@@ -106,10 +107,14 @@ class JobRunner:
     async def stop(self) -> None:
         """Finish the images in flight (up to STOP_GRACE_S), keep the rest queued."""
         self.request_stop()
+        waiting = [read for read, at_engine in self._reads.items() if not at_engine.is_set()]
+        for read in waiting:  # not at the engine yet: back to the queue, for the next start
+            read.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
         if self._reads:
-            done, pending = await asyncio.wait(set(self._reads), timeout=STOP_GRACE_S)
-            for task in pending:
-                task.cancel()
+            _, pending = await asyncio.wait(set(self._reads), timeout=STOP_GRACE_S)
+            for read in pending:
+                read.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         for loop in self._loops:
             loop.cancel()
@@ -134,19 +139,22 @@ class JobRunner:
                 places.release()
                 await self.work.wait(POLL_S)
                 continue
-            read = asyncio.create_task(self._read(claimed))
-            self._reads.add(read)
-            read.add_done_callback(self._reads.discard)
+            at_engine = asyncio.Event()
+            read = asyncio.create_task(self._read(claimed, at_engine))
+            self._reads[read] = at_engine
+            read.add_done_callback(lambda done: self._reads.pop(done, None))
             read.add_done_callback(lambda _: places.release())
 
-    async def _read(self, claimed: Claimed) -> None:
+    async def _read(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
         task = Task.model_validate(claimed.task)
         context = PredictContext(
             label_studio=self.connect(claimed.project), request_id=claimed.asked_by
         )
         try:
             targets = self._targets_for(claimed.label_config)
-            prediction = await self.predictor.read_page(task, targets, context, claimed.priority)
+            prediction = await self.predictor.read_page(
+                task, targets, context, claimed.priority, at_engine
+            )
         except TaskError as exc:
             self.predictor.failed(task, exc, context)
             JOB_READS.labels("failed").inc()
