@@ -108,6 +108,11 @@ class JobRunner:
         """Finish the images in flight (up to STOP_GRACE_S), keep the rest queued."""
         self.request_stop()
         waiting = [read for read, at_engine in self._reads.items() if not at_engine.is_set()]
+        log.info(
+            "stopping: %d image(s) being read finish, %d claimed task(s) go back to the queue",
+            len(self._reads) - len(waiting),
+            len(waiting),
+        )
         for read in waiting:  # not at the engine yet: back to the queue, for the next start
             read.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
