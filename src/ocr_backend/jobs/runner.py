@@ -40,6 +40,7 @@ WRITE_RETRY_S = 60.0
 UNWRITABLE_RETRY_S = 300.0
 WRITE_BATCH = 16
 STOP_GRACE_S = 25.0  # within uvicorn's 30 s graceful shutdown
+KEEP_DELIVERED_S = 7 * 24 * 3600.0  # rows delivered or failed longer ago are dropped
 
 
 class Changed:
@@ -269,6 +270,7 @@ class JobRunner:
     async def _keep_alive(self) -> None:
         last_progress = 0.0
         last_recover = time.monotonic()
+        last_prune = 0.0
         while not self.stopping.is_set():
             try:
                 await self.store.run(self.store.heartbeat)
@@ -277,6 +279,9 @@ class JobRunner:
                     reads, _ = await self.store.run(self.store.recover)
                     if reads:
                         self.work.notify()
+                if time.monotonic() - last_prune > 3600:
+                    last_prune = time.monotonic()
+                    await self.store.run(self.store.forget_delivered, KEEP_DELIVERED_S)
                 progress = await self.store.run(job_progress, self.store)
                 publish_progress(progress)
                 if time.monotonic() - last_progress > PROGRESS_S:
