@@ -1,7 +1,7 @@
 """A bulk job against a bare `readtext` loop, and an annotator's wait during the job.
 
-Starts `ocr-backend` as a subprocess (LANG_LIST=en, CPU, PREDICT_DEADLINE short so
-nearly all of the job runs in the background), serves the images from 127.0.0.1,
+Starts `ocr-backend` as a subprocess (LANG_LIST=en, CPU, PREDICT_DEADLINE=30 so most
+of the job runs in the background), serves the images from 127.0.0.1,
 and measures, in one run:
   A. bulk job: one /predict with every image, then /jobs polled until all are read:
      images/s from the request to the last image read;
@@ -39,6 +39,17 @@ PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "images"
 
 
 def main() -> None:
+    try:
+        run()
+    finally:
+        for service in SERVICES:
+            service.terminate()
+
+
+SERVICES: list[subprocess.Popen] = []
+
+
+def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=2, help="each image this many times")
     parser.add_argument("--probes", type=int, default=5, help="one-task requests during the job")
@@ -64,8 +75,9 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "LANG_LIST": "en", "HOST": "127.0.0.1", "PORT": str(port),
            "DEVICE": "cpu", "MODEL_DIR": str(work / "models"), "MODEL_DOWNLOAD": "false",
-           "LOG_LEVEL": "WARNING", "PREDICT_DEADLINE": "2", "THREADS": args.threads}  # fmt: skip
+           "LOG_LEVEL": "WARNING", "PREDICT_DEADLINE": "30", "THREADS": args.threads}  # fmt: skip
     service = subprocess.Popen([str(Path(sys.executable).parent / "ocr-backend")], env=env)
+    SERVICES.append(service)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600, trust_env=False)
     while True:
         try:
