@@ -1,4 +1,8 @@
-"""The bounded queue: a full engine answers 503 with Retry-After, and /health stays quick."""
+"""The bounded queue of interactive requests: full, it answers 503 with Retry-After.
+
+Bulk /predict requests wait on disk instead (tests/test_jobs.py); what
+someone waits for on screen is what must not pile up in memory.
+"""
 
 from __future__ import annotations
 
@@ -49,12 +53,23 @@ def test_retry_after_stays_between_1_and_60_seconds():
 async def test_a_full_queue_answers_503_at_once_while_health_stays_quick(
     settings, engine, image_server
 ):
-    url = image_server.put("queue.png", draw_page(["QUEUE FULL"] * 6, font_size=40)[0])
+    page = draw_page(["QUEUE FULL"] * 6, font_size=40)[0]
+    url = image_server.put("queue.png", page)
     app = create_app(changed(settings, max_queue=2), engine=engine)
+    width, height = page.size
+    drawn = {  # the user drew a box around the whole page: interactive pre-annotation
+        "original_width": width, "original_height": height, "image_rotation": 0,
+        "value": {"x": 0, "y": 0, "width": 100, "height": 100, "rotation": 0},
+        "id": "box", "from_name": "bbox", "to_name": "image", "type": "rectangle",
+    }  # fmt: skip
 
     def body(tasks: int) -> dict:
         data = [{"id": i, "data": {"ocr": url}} for i in range(tasks)]
-        return {"tasks": data, "label_config": OCR_TEMPLATE}
+        return {
+            "tasks": data,
+            "label_config": OCR_TEMPLATE,
+            "params": {"context": {"result": [drawn]}},
+        }
 
     async with async_client(app) as (client, services):
         slow = asyncio.ensure_future(client.post("/predict", json=body(2), timeout=120))

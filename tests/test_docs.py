@@ -44,6 +44,7 @@ def test_request_and_response_models_are_documented(client):
     for name in ("PredictRequest", "PredictResponse", "Prediction", "SetupRequest", "SetupResponse",
                  "WebhookRequest", "WebhookResponse"):  # fmt: skip
         assert name in schemas
-    assert schemas["Prediction"]["properties"]["error"]["description"]
+    assert schemas["NotPredicted"]["properties"]["error"]["description"]
+    assert "result" not in schemas["NotPredicted"]["properties"]
     predict = spec["paths"]["/predict"]["post"]
     assert predict["responses"]["200"]["content"]["application/json"]["example"]["results"]

@@ -208,7 +208,7 @@ def test_an_unreachable_image_is_an_error_in_the_prediction_not_a_failure(client
     body = ls_predict_body(image_server.url("missing-interactive.png"))
     body["params"]["context"] = {"result": [rectangle((0, 0, 10, 10), (100, 100))]}
     (prediction,) = client.post("/predict", json=body).json()["results"]
-    assert prediction["result"] == []
+    assert "result" not in prediction and prediction["status"] == "failed"
     assert "HTTP 404" in prediction["error"]
 
 

@@ -82,7 +82,8 @@ def test_an_unexpected_error_is_a_500_naming_the_request_id_and_the_service_goes
     url = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEAG7buVgAAAABJRU5ErkJggg=="
     body = {"tasks": [{"id": 1, "data": {"ocr": url}}], "label_config": OCR_TEMPLATE}
     with client_for(settings, raise_server_exceptions=False) as c:
-        monkeypatch.setattr(services_of(c).predictor, "predict", broken)
+        # A bug outside any one task's reading: the request itself fails.
+        monkeypatch.setattr(services_of(c).jobs, "predict", broken)
         with caplog.at_level(logging.INFO, logger="ocr_backend"):
             response = c.post("/predict", json=body)
         monkeypatch.undo()
@@ -94,7 +95,7 @@ def test_an_unexpected_error_is_a_500_naming_the_request_id_and_the_service_goes
         assert "fault injected" not in response.text
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert any(r.exc_info and request_id in r.getMessage() for r in errors)
-        assert services_of(c).queue.waiting == 0  # the failed request left the queue
+        assert services_of(c).queue.waiting == 0
         assert c.get("/health").json()["status"] == "UP"
 
 
@@ -114,6 +115,8 @@ def test_an_unexpected_error_in_one_task_is_that_tasks_error_logged_with_its_tra
         assert response.status_code == 200
         request_id = response.headers["x-request-id"]
         (failed,) = response.json()["results"]
+        # No `result`: Label Studio stores nothing for it, and asks again next time.
+        assert "result" not in failed and failed["reason"] == "unexpected"
         assert "RuntimeError" in failed["error"] and request_id in failed["error"]
         assert "fault injected" not in response.text
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]

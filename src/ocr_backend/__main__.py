@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from .commands import serve
+from .commands import annotate, serve
 
-COMMANDS: dict[str, ModuleType] = {"serve": serve}
+COMMANDS: dict[str, ModuleType] = {"serve": serve, "annotate": annotate}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ from fastapi_offline import FastAPIOffline
 
 from . import __version__
 from .engine import Engine
-from .http import handlers
+from .http import handlers, jobs
 from .http.auth import BasicAuthMiddleware
 from .http.lifespan import lifespan_for
 from .http.limits import BodySizeLimit
@@ -37,6 +37,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         lifespan=lifespan_for(settings, engine),
     )
     app.include_router(router)
+    app.include_router(jobs.router)
     # Innermost of the three: a request without credentials is refused before its body.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     if settings.basic_auth_user is not None and settings.basic_auth_pass is not None:

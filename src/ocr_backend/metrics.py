@@ -97,3 +97,39 @@ def forget_this_process() -> None:
     """A worker that stops takes its live gauges (queue, load time) with it."""
     if multiprocess_mode():
         multiprocess.mark_process_dead(os.getpid())
+
+
+# Bulk jobs (jobs/): counts come from the queue on disk, which every process sees alike.
+JOB_TASKS = Gauge(
+    "ocr_backend_job_tasks",
+    "Tasks of each project's job, by state (queued, reading, done_waiting, answered, "
+    "written, failed)",
+    ["project", "state"],
+    multiprocess_mode="livemax",
+)
+JOB_IMAGES_PER_SECOND = Gauge(
+    "ocr_backend_job_images_per_second",
+    "Images read per second for each project's job, over the last minute",
+    ["project"],
+    multiprocess_mode="livemax",
+)
+JOB_SECONDS_LEFT = Gauge(
+    "ocr_backend_job_seconds_left",
+    "Estimated seconds until each project's job has read every queued task (-1: unknown)",
+    ["project"],
+    multiprocess_mode="livemax",
+)
+JOB_READS = Counter(
+    "ocr_backend_job_reads", "Queued tasks read in the background, by outcome", ["outcome"]
+)
+JOB_WRITES = Counter(
+    "ocr_backend_job_writes",
+    "Predictions written to Label Studio through its API (written), or not, by reason",
+    ["outcome"],
+)
+JOB_ANSWER_ITEMS = Counter(
+    "ocr_backend_predict_items",
+    "Entries of /predict answers: answered (with a result), pending (not read by "
+    "PREDICT_DEADLINE), failed, delivered (already delivered another way)",
+    ["status"],
+)

@@ -27,9 +27,10 @@ from .images.cache import ImageCache
 from .images.crop import crop_region, region_bounds, within
 from .images.decode import decode_page
 from .images.fetch import describe
+from .jobs.priority import Priority, PriorityGate
 from .label_studio.config import OcrTargets
 from .label_studio.regions import DrawnRegion, drawn_regions, reading_order, region_items
-from .label_studio.schemas import Prediction, Task
+from .label_studio.schemas import NotPredicted, Prediction, Task
 from .label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from .metrics import IMAGES_FAILED, IMAGES_FETCHED
 from .ocr.lines import TextLine, mean_score
@@ -76,39 +77,70 @@ class Predictor:
         self.settings = settings
         self.model_version = model_version(settings)
         # The engine's threads plus a couple of images decoded ahead of them, shared by
-        # all requests: the memory held stays bounded however many requests wait.
+        # all requests: the memory held stays bounded however many requests wait. People
+        # and bulk work each have their own allowance, so an annotator's image is fetched
+        # at once even while a job holds every bulk place.
         self.images_in_hand = engine.threads + 2
-        self.slots = asyncio.Semaphore(self.images_in_hand)
+        self.slots = {priority: asyncio.Semaphore(self.images_in_hand) for priority in Priority}
+        # In front of the engine itself: a freed thread goes to people before bulk work.
+        self.engine_gate = PriorityGate(engine.threads)
         self.image_cache = ImageCache(settings.image_cache_bytes)
 
     async def predict(
         self, tasks: Sequence[Task], targets: OcrTargets, context: PredictContext | None = None
-    ) -> list[Prediction]:
-        """One prediction per task, in order: the whole page, or only the regions drawn."""
+    ) -> list[Prediction | NotPredicted]:
+        """One entry per task, in order: the whole page, or only the regions drawn.
+
+        Read here and now, without a deadline; /predict goes through jobs/ instead.
+        """
         context = context or PredictContext()
         drawn = drawn_regions(context.interactive)
         if drawn is not None:  # interactive: read only what the user just drew
             if len(drawn) > self.settings.max_regions:
                 raise TooManyRegions(len(drawn), self.settings.max_regions)
             return [await self._read_drawn(task, targets, drawn, context) for task in tasks]
+        priority = Priority.PEOPLE if len(tasks) == 1 else Priority.BULK
         return list(
-            await asyncio.gather(*(self._read_page(task, targets, context) for task in tasks))
+            await asyncio.gather(
+                *(self._read_page(task, targets, context, priority) for task in tasks)
+            )
         )
 
+    def is_interactive(self, context: PredictContext) -> bool:
+        return drawn_regions(context.interactive) is not None
+
     async def _read_page(
-        self, task: Task, targets: OcrTargets, context: PredictContext
-    ) -> Prediction:
+        self, task: Task, targets: OcrTargets, context: PredictContext, priority: Priority
+    ) -> Prediction | NotPredicted:
         try:
-            async with self.slots:
-                page = await self._load_image(task, targets, context)
-                lines = await self.engine.read(page)
-            kept = self._confident(lines)
-            height, width = page.shape[:2]
-            result = lines_to_regions(kept, targets, width, height)
+            return await self.read_page(task, targets, context, priority)
         except RequestError:
             raise  # the whole request is refused (a lost cluster: 503), not this task
         except Exception as exc:  # whatever one task raises is its own error, not the batch's
-            return self._failed(task, exc, context)
+            return self.failed(task, exc, context)
+
+    async def read_page(
+        self,
+        task: Task,
+        targets: OcrTargets,
+        context: PredictContext,
+        priority: Priority,
+        at_engine: asyncio.Event | None = None,
+    ) -> Prediction:
+        """Every line of the task's image, as regions. Raises TaskError.
+
+        `at_engine` is set once the engine starts reading it: a stop lets such
+        a read finish, and puts back the ones still waiting.
+        """
+        async with self.slots[priority]:
+            page = await self._load_image(task, targets, context)
+            async with self.engine_gate.slot(priority):
+                if at_engine is not None:
+                    at_engine.set()
+                lines = await self.engine.read(page)
+        kept = self._confident(lines)
+        height, width = page.shape[:2]
+        result = lines_to_regions(kept, targets, width, height)
         return Prediction(result=result, score=mean_score(kept), model_version=self.model_version)
 
     async def _read_drawn(
@@ -117,19 +149,19 @@ class Predictor:
         targets: OcrTargets,
         regions: Sequence[DrawnRegion],
         context: PredictContext,
-    ) -> Prediction:
+    ) -> Prediction | NotPredicted:
         result: list[dict[str, Any]] = []
         kept_lines: list[TextLine] = []
         try:
             # The same image slots as whole pages: twenty interactive requests at once
             # decoded twenty pages at once without them.
-            async with self.slots:
+            async with self.slots[Priority.PEOPLE]:
                 page = await self._load_image(task, targets, context)
                 # One region cut and read at a time: 300 full-page crops built at once
                 # held 753 MB. Cutting a large page takes a while: not on the event loop.
                 for region in regions:
                     crop = await asyncio.to_thread(cut, page, region.geometry)
-                    lines = await self.engine.read_region(crop) if crop is not None else []
+                    lines = await self._read_region(crop) if crop is not None else []
                     del crop
                     kept = self._confident(lines)
                     kept_lines.extend(kept)
@@ -137,18 +169,23 @@ class Predictor:
         except RequestError:
             raise
         except Exception as exc:  # whatever one task raises is its own error, not the batch's
-            return self._failed(task, exc, context)
+            return self.failed(task, exc, context)
         return Prediction(
             result=result, score=mean_score(kept_lines), model_version=self.model_version
         )
+
+    async def _read_region(self, crop: np.ndarray) -> list[TextLine]:
+        async with self.engine_gate.slot(Priority.PEOPLE):
+            return await self.engine.read_region(crop)
 
     def _confident(self, lines: Sequence[TextLine]) -> list[TextLine]:
         """The lines read at SCORE_THRESHOLD or above."""
         return [line for line in lines if line.score >= self.settings.score_threshold]
 
-    def _failed(self, task: Task, exc: Exception, context: PredictContext) -> Prediction:
-        """The prediction of a task that could not be read: empty, with the reason.
+    def failed(self, task: Task, exc: Exception, context: PredictContext) -> NotPredicted:
+        """A task that could not be read: no `result`, so Label Studio asks again later.
 
+        An empty `result` would be stored, and the task never asked for again.
         A TaskError says what the user can do; anything else is a bug or a library failing
         on hostile input: logged with its traceback, answered by its kind and the request id.
         """
@@ -165,7 +202,9 @@ class Predictor:
                 "request %s: task %s: unexpected error", context.request_id, task.id, exc_info=exc
             )
         IMAGES_FAILED.labels(reason).inc()
-        return Prediction(result=[], score=0.0, model_version=self.model_version, error=message)
+        return NotPredicted(
+            model_version=self.model_version, status="failed", reason=reason, error=message
+        )
 
     async def _load_image(
         self, task: Task, targets: OcrTargets, context: PredictContext

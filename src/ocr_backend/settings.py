@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     max_regions: int = Field(default=50, ge=1, le=10_000)
     max_label_config_bytes: int = Field(default=1_000_000, ge=10_000)
     max_projects: int = Field(default=200, ge=1, le=1_000_000)
+    # Label Studio gives /predict 100 s (ML_TIMEOUT_PREDICT) and stores nothing after that.
+    predict_deadline: float = Field(default=80.0, gt=0.0, le=3600.0)
 
     label_studio_host: str | None = None
     label_studio_access_token: SecretStr | None = None

@@ -11,6 +11,8 @@ from typing import Annotated
 from fastapi import Body, Depends, Request
 
 from ..engine import Engine
+from ..jobs.answers import QueuedPredictions
+from ..jobs.store import JobStore
 from ..label_studio.projects import ProjectSetup, ProjectStore
 from ..label_studio.schemas import PredictRequest
 from ..label_studio.storage import LabelStudio
@@ -50,7 +52,17 @@ async def get_projects(services: ServicesDep) -> ProjectStore:
     return services.projects
 
 
+async def get_jobs(services: ServicesDep) -> QueuedPredictions:
+    return services.jobs
+
+
+async def get_job_store(services: ServicesDep) -> JobStore:
+    return services.job_store
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+JobsDep = Annotated[QueuedPredictions, Depends(get_jobs)]
+JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 QueueDep = Annotated[AdmissionQueue, Depends(get_queue)]

@@ -6,9 +6,13 @@ it as `request.state.services`; routes get its parts through `deps.py`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -16,13 +20,19 @@ from fastapi import FastAPI
 from .. import metrics
 from ..engine import Engine, load_engine
 from ..images.fetch import new_http_client
+from ..jobs.answers import QueuedPredictions
+from ..jobs.runner import JobRunner
+from ..jobs.store import JobStore
 from ..label_studio.projects import STORE_DIR, ProjectStore
-from ..label_studio.storage import LabelStudioImageFetcher
+from ..label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from ..predictor import Predictor
 from ..settings import Settings
 from .admission import AdmissionQueue
 
+log = logging.getLogger(__name__)
+
 STATE_KEY = "services"
+JOBS_DIR = "jobs"
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,8 @@ class Services:
     fetcher: LabelStudioImageFetcher
     queue: AdmissionQueue
     projects: ProjectStore
+    job_store: JobStore
+    jobs: QueuedPredictions
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Services]]]
@@ -57,26 +69,77 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
             fetcher = LabelStudioImageFetcher(
                 client, max_bytes=settings.max_image_bytes, settings=settings
             )
+            # What /setup sent, per project, where every worker process sees it.
+            projects = ProjectStore(
+                settings.model_dir / STORE_DIR, max_projects=settings.max_projects
+            )
+
+            def connect(project: str) -> LabelStudio:
+                return fetcher.connect(projects.load(None if project == "-" else project))
+
+            predictor = Predictor(ocr, fetcher, settings)
+            job_store = JobStore(settings.model_dir / JOBS_DIR)
+            runner = JobRunner(
+                job_store, predictor, connect, client, capacity=predictor.images_in_hand
+            )
             services = Services(
                 settings=settings,
                 engine=ocr,
-                predictor=Predictor(ocr, fetcher, settings),
+                predictor=predictor,
                 fetcher=fetcher,
                 queue=AdmissionQueue(
                     settings.max_queue,
                     seconds_per_image=lambda: ocr.seconds_per_image,
                     threads=ocr.threads,
                 ),
-                # What /setup sent, per project, where every worker process sees it.
-                projects=ProjectStore(
-                    settings.model_dir / STORE_DIR, max_projects=settings.max_projects
-                ),
+                projects=projects,
+                job_store=job_store,
+                jobs=QueuedPredictions(job_store, runner, predictor.model_version),
             )
+            await runner.start()
             try:
-                yield {STATE_KEY: services}
+                with stop_signals_tell(runner.request_stop):
+                    yield {STATE_KEY: services}
             finally:
+                # Images in flight finish; what is still queued stays on disk for next time.
+                await runner.stop()
+                job_store.close()
                 metrics.forget_this_process()
                 if owned:
                     ocr.close()
 
     return lifespan
+
+
+@contextmanager
+def stop_signals_tell(stop: Callable[[], None]) -> Iterator[None]:
+    """On SIGTERM or SIGINT, call `stop` too, before uvicorn's own handler.
+
+    uvicorn waits for requests in flight before the lifespan ends; a /predict
+    waiting for its deadline then answers at once with what is read, and the
+    background reader claims nothing more. uvicorn restores its own handlers
+    when it stops; here they are restored when the app stops, if still ours.
+    """
+    loop = asyncio.get_running_loop()
+    installed: dict[signal.Signals, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+
+        def handler(number: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(stop)
+            if callable(previous):
+                previous(number, frame)
+
+        try:
+            signal.signal(signum, handler)
+        except ValueError:  # not the main thread (a test client): no signals to hear
+            continue
+        installed[signum] = previous
+    try:
+        yield
+    finally:
+        for signum, previous in installed.items():
+            try:
+                signal.signal(signum, previous)
+            except (ValueError, TypeError):
+                log.debug("could not restore the handler of %s", signum)

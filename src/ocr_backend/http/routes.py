@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -13,6 +14,7 @@ from ..label_studio.config import OcrTargets, parse_label_config
 from ..label_studio.projects import ProjectSetup
 from ..label_studio.schemas import (
     ErrorResponse,
+    NotPredicted,
     PredictResponse,
     SetupRequest,
     SetupResponse,
@@ -24,6 +26,7 @@ from ..predictor import PredictContext
 from ..settings import Settings
 from .deps import (
     EngineDep,
+    JobsDep,
     LabelStudioDep,
     PredictorDep,
     PredictRequestDep,
@@ -148,13 +151,18 @@ async def predict(
     settings: SettingsDep,
     predictor: PredictorDep,
     queue: QueueDep,
+    jobs: JobsDep,
     log_context: RequestContextDep,
 ) -> PredictResponse:
     """Read every line of text in each task's image: one region per line.
 
-    A task whose image cannot be fetched or decoded gets an empty result and
-    an `error`; the other tasks are not affected.
+    Answers within PREDICT_DEADLINE. A task not read by then, or whose image
+    cannot be fetched or decoded, comes back without `result` (with `status`,
+    `reason` and `error`), so Label Studio stores the others and asks for it
+    again later; one not read yet is read in the background and written to
+    Label Studio through its API.
     """
+    deadline = time.monotonic() + settings.predict_deadline
     log_context.tasks = len(body.tasks)
     config = body.label_config or (stored.label_config if stored else None)
     if not config:
@@ -172,9 +180,35 @@ async def predict(
         interactive=body.params.context if body.params else None,
         request_id=log_context.id,
     )
-    with queue.admit(len(body.tasks)):  # QueueFull and TooManyTasks: see handlers.py
-        results = await predictor.predict(body.tasks, targets, context)
-    log_context.failed = sum(1 for result in results if result.error)
+    if predictor.is_interactive(context):
+        with queue.admit(len(body.tasks)):  # QueueFull and TooManyTasks: see handlers.py
+            results = await predictor.predict(body.tasks, targets, context)
+    elif len(body.tasks) == 1:
+        # Someone is waiting for this one on screen: bounded, and ahead of bulk work.
+        with queue.admit(1):
+            results, summary = await jobs.predict(
+                body.tasks,
+                project=body.project,
+                label_config=config,
+                label_studio=label_studio,
+                deadline=deadline,
+                request_id=log_context.id,
+            )
+        log_context.outcome = summary.describe()
+    else:
+        # Any number of tasks: they wait on disk, not in memory.
+        results, summary = await jobs.predict(
+            body.tasks,
+            project=body.project,
+            label_config=config,
+            label_studio=label_studio,
+            deadline=deadline,
+            request_id=log_context.id,
+        )
+        log_context.outcome = summary.describe()
+    log_context.failed = sum(
+        1 for result in results if isinstance(result, NotPredicted) and result.status == "failed"
+    )
     return PredictResponse(results=results)
 
 

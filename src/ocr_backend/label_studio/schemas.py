@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,13 +43,30 @@ class Prediction(BaseModel):
     result: list[dict[str, Any]] = Field(description="Regions: geometry, label and text items.")
     score: float = Field(description="Mean confidence of the lines read (0 when none).")
     model_version: str
-    error: str | None = Field(
-        default=None, description="Why this task has no regions, if it failed."
+
+
+class NotPredicted(BaseModel):
+    """A task with no prediction in this answer: it failed, or is not read yet.
+
+    It has no `result` key on purpose: Label Studio skips such an item and
+    stores the others, and asks for the task again on the next "Retrieve
+    predictions". An empty `result` would be stored as "no text" for good.
+    """
+
+    model_version: str
+    status: Literal["failed", "pending", "delivered"] = Field(
+        description="failed: its image could not be had (a later request tries again); "
+        "pending: still queued or being read, it will be written to Label Studio; "
+        "delivered: its prediction reached Label Studio another way (not sent twice)."
     )
+    reason: str = Field(description='A short fixed word, e.g. "http_status", "deadline".')
+    error: str = Field(description="What happened, in a sentence a person can act on.")
 
 
 class PredictResponse(BaseModel):
-    results: list[Prediction] = Field(description="One prediction per task, in task order.")
+    results: list[Prediction | NotPredicted] = Field(
+        description="One entry per task, in task order: a prediction, or why there is none."
+    )
 
 
 class SetupRequest(BaseModel):

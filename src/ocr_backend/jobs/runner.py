@@ -1,0 +1,280 @@
+"""The background runner: reads queued tasks and writes what no answer took to Label Studio.
+
+One per process. It claims tasks from the queue on disk (people's first),
+reads them through the predictor (whose gate lets people's requests ahead of
+bulk work at the engine), and writes every result that no /predict answer
+took in time through Label Studio's API, under the same model version.
+
+On stop (SIGTERM), nothing new is claimed, the images being read finish and
+are kept, and the rest stays queued on disk for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+
+from ..errors import LabelConfigError, LabelStudioError, TaskError
+from ..label_studio.client import LabelStudioClient
+from ..label_studio.config import OcrTargets, parse_label_config
+from ..label_studio.schemas import Task
+from ..label_studio.storage import LabelStudio
+from ..metrics import JOB_READS, JOB_WRITES
+from ..predictor import PredictContext, Predictor
+from .progress import job_progress, log_progress, publish_progress
+from .store import Claimed, JobStore
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5  # how often to look for work other processes queued
+HEARTBEAT_S = 5.0
+PROGRESS_S = 10.0  # a log line per active job this often
+WRITE_RETRY_S = 60.0
+# Without a host or a token nothing changes until the service restarts or /setup sends one.
+UNWRITABLE_RETRY_S = 300.0
+WRITE_BATCH = 16
+STOP_GRACE_S = 25.0  # within uvicorn's 30 s graceful shutdown
+KEEP_DELIVERED_S = 7 * 24 * 3600.0  # rows delivered or failed longer ago are dropped
+
+
+class Changed:
+    """Wakes whoever waits when a task's state changes in this process."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, at_most: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), at_most)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: JobStore,
+        predictor: Predictor,
+        connect: Callable[[str], LabelStudio],
+        http: httpx.AsyncClient,
+        *,
+        capacity: int,
+    ) -> None:
+        self.store = store
+        self.predictor = predictor
+        self.connect = connect
+        self.http = http
+        self.capacity = capacity
+        self.changed = Changed()  # a task was read or failed: answers waiting look again
+        self.work = Changed()  # a task was queued, or a result wants writing
+        self.stopping = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        # Reads under way, each with whether the engine has started on it.
+        self._reads: dict[asyncio.Task[None], asyncio.Event] = {}
+        self._targets: dict[str, OcrTargets | LabelConfigError] = {}
+        self._write_errors: dict[str, str] = {}  # per project, the last one logged
+
+    async def start(self) -> None:
+        await self.store.run(self.store.heartbeat)
+        reads, writes = await self.store.run(self.store.recover)
+        if reads or writes:
+            log.info(
+                "resuming jobs left by a stopped process: %d task(s) queued again, "
+                "%d write(s) to check",
+                reads,
+                writes,
+            )
+        self._loops = [
+            asyncio.create_task(self._read_loop(most_urgent_only=True), name="jobs-people"),
+            asyncio.create_task(self._read_loop(most_urgent_only=False), name="jobs-bulk"),
+            asyncio.create_task(self._write_loop(), name="jobs-write"),
+            asyncio.create_task(self._keep_alive(), name="jobs-heartbeat"),
+        ]
+
+    def request_stop(self) -> None:
+        """Claim nothing more; answers waiting return what they have."""
+        self.stopping.set()
+        self.changed.notify()
+        self.work.notify()
+
+    async def stop(self) -> None:
+        """Finish the images in flight (up to STOP_GRACE_S), keep the rest queued."""
+        self.request_stop()
+        waiting = [read for read, at_engine in self._reads.items() if not at_engine.is_set()]
+        log.info(
+            "stopping: %d image(s) being read finish, %d claimed task(s) go back to the queue",
+            len(self._reads) - len(waiting),
+            len(waiting),
+        )
+        for read in waiting:  # not at the engine yet: back to the queue, for the next start
+            read.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        if self._reads:
+            _, pending = await asyncio.wait(set(self._reads), timeout=STOP_GRACE_S)
+            for read in pending:
+                read.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        await self.store.run(self.store.heartbeat)
+
+    # -- reading ------------------------------------------------------------------------
+
+    async def _read_loop(self, *, most_urgent_only: bool) -> None:
+        places = asyncio.Semaphore(self.capacity)
+        while not self.stopping.is_set():
+            await places.acquire()
+            if self.stopping.is_set():
+                places.release()
+                return
+            try:
+                claimed = await self.store.run(self.store.claim_next, most_urgent_only)
+            except Exception:
+                log.exception("cannot claim work from the job queue %s", self.store.path)
+                claimed = None
+            if claimed is None:
+                places.release()
+                await self.work.wait(POLL_S)
+                continue
+            at_engine = asyncio.Event()
+            read = asyncio.create_task(self._read(claimed, at_engine))
+            self._reads[read] = at_engine
+            read.add_done_callback(lambda done: self._reads.pop(done, None))
+            read.add_done_callback(lambda _: places.release())
+
+    async def _read(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
+        task = Task.model_validate(claimed.task)
+        context = PredictContext(
+            label_studio=self.connect(claimed.project), request_id=claimed.asked_by
+        )
+        try:
+            targets = self._targets_for(claimed.label_config)
+            prediction = await self.predictor.read_page(
+                task, targets, context, claimed.priority, at_engine
+            )
+        except asyncio.CancelledError:
+            await asyncio.shield(self.store.run(self.store.put_back, claimed.key))
+            raise
+        except Exception as exc:
+            # A TaskError says what the user can do; anything else is a bug, which
+            # `failed` logs with its traceback. Either way the neighbours go on.
+            failed = self.predictor.failed(task, exc, context)
+            JOB_READS.labels("failed").inc()
+            await self.store.run(self.store.fail, claimed.key, failed.reason, failed.error)
+        else:
+            JOB_READS.labels("read").inc()
+            await self.store.run(
+                self.store.finish, claimed.key, prediction.result, prediction.score
+            )
+            self.work.notify()
+        self.changed.notify()
+
+    def _targets_for(self, label_config: str) -> OcrTargets:
+        digest = hashlib.sha256(label_config.encode()).hexdigest()
+        targets = self._targets.get(digest)
+        if targets is None:
+            try:
+                targets = parse_label_config(label_config, self.predictor.settings.label_mappings)
+            except LabelConfigError as exc:
+                targets = exc
+            self._targets[digest] = targets
+        if isinstance(targets, LabelConfigError):
+            raise TaskError(f"label config: {targets}", reason="label_config")
+        return targets
+
+    # -- writing ------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                claims = await self.store.run(self.store.claim_writes, WRITE_BATCH)
+            except Exception:
+                log.exception("cannot claim writes from the job queue %s", self.store.path)
+                claims = []
+            if not claims:
+                await self.work.wait(1.0)
+                continue
+            for claimed in claims:
+                # A claimed write is always finished or given back, also while stopping.
+                await asyncio.shield(self._write(claimed))
+
+    async def _write(self, claimed: Claimed) -> None:
+        assert claimed.task_id is not None and claimed.result is not None
+        label_studio = self.connect(claimed.project)
+        try:
+            if label_studio.host is None:
+                raise LabelStudioError(
+                    "no Label Studio host is known to write predictions to: set "
+                    "LABEL_STUDIO_HOST and LABEL_STUDIO_ACCESS_TOKEN",
+                    reason="no_host",
+                )
+            client = LabelStudioClient(self.http, label_studio.host, label_studio.auth)
+            if claimed.unsure and claimed.model_version in await client.prediction_versions(
+                claimed.task_id
+            ):
+                log.info(
+                    "job %s: task %s was written before the stop", claimed.project, claimed.task_id
+                )
+            else:
+                await client.create_prediction(
+                    claimed.task_id, claimed.result, claimed.score or 0.0, claimed.model_version
+                )
+        except LabelStudioError as exc:
+            JOB_WRITES.labels(exc.reason).inc()
+            if self._write_errors.get(claimed.project) != str(exc):  # once, not per task
+                self._write_errors[claimed.project] = str(exc)
+                log.warning(
+                    "job %s: results not written to Label Studio, kept for the next answer "
+                    "that asks for them (see GET /jobs): %s",
+                    claimed.project,
+                    exc,
+                )
+            retry = UNWRITABLE_RETRY_S if exc.reason in ("no_host", "no_token") else WRITE_RETRY_S
+            await self.store.run(self.store.write_failed, claimed.key, str(exc), retry)
+            return
+        except Exception:
+            log.exception("job %s: writing task %s failed", claimed.project, claimed.task_id)
+            JOB_WRITES.labels("internal").inc()
+            await self.store.run(
+                self.store.write_failed, claimed.key, "an unexpected error", WRITE_RETRY_S
+            )
+            return
+        JOB_WRITES.labels("written").inc()
+        self._write_errors.pop(claimed.project, None)
+        await self.store.run(self.store.written, claimed.key)
+
+    # -- staying alive ------------------------------------------------------------------
+
+    async def _keep_alive(self) -> None:
+        last_progress = 0.0
+        last_recover = time.monotonic()
+        last_prune = 0.0
+        while not self.stopping.is_set():
+            try:
+                await self.store.run(self.store.heartbeat)
+                if time.monotonic() - last_recover > 30:
+                    last_recover = time.monotonic()
+                    reads, _ = await self.store.run(self.store.recover)
+                    if reads:
+                        self.work.notify()
+                if time.monotonic() - last_prune > 3600:
+                    last_prune = time.monotonic()
+                    await self.store.run(self.store.forget_delivered, KEEP_DELIVERED_S)
+                progress = await self.store.run(job_progress, self.store)
+                publish_progress(progress)
+                if time.monotonic() - last_progress > PROGRESS_S:
+                    last_progress = time.monotonic()
+                    log_progress(progress)
+            except Exception:
+                log.exception("job queue upkeep failed (%s)", self.store.path)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), HEARTBEAT_S)

@@ -1,0 +1,509 @@
+"""The queue on disk: one SQLite row per task to read, shared by every worker process.
+
+SQLite from the standard library, in WAL mode, under MODEL_DIR: several
+WORKERS processes (and `ocr-backend annotate`) open the same file. Every
+change of a row's state is one statement or one `BEGIN IMMEDIATE`
+transaction, so two processes never claim the same task, and a task is
+delivered (in an answer or through Label Studio's API) by whoever wins one
+atomic update, never by both. The rows outlive the process: work left queued
+by a stop resumes at the next start.
+
+A row's life:
+
+    queued ──claim──▶ reading ──▶ done ──┬─ answered  (in a /predict answer)
+       ▲                  │              └─ writing ──▶ written  (through the API)
+       └──── retry ◀── failed
+
+Calls block for a millisecond or so; `JobStore` runs them on one thread of
+its own so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .priority import Priority
+
+T = TypeVar("T")
+
+FILE_NAME = "jobs.sqlite3"
+# A result written through the API this recently is not answered again: the request
+# asking for it was most likely sent before Label Studio stored the written one.
+RECENTLY_WRITTEN_S = 120.0
+# An owner that has not said it is alive for this long is gone (another machine, or hung).
+OWNER_TIMEOUT_S = 60.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    key TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    project TEXT NOT NULL,
+    ls_project INTEGER,
+    task_id INTEGER,
+    model_version TEXT NOT NULL,
+    config TEXT NOT NULL,
+    task TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    owner TEXT,
+    result TEXT,
+    score REAL,
+    reason TEXT,
+    error TEXT,
+    delivery TEXT,
+    delivered_at REAL,
+    delivered_to TEXT,
+    write_error TEXT,
+    write_after REAL NOT NULL DEFAULT 0,
+    wanted_until REAL NOT NULL DEFAULT 0,
+    asked_by TEXT,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (state, priority, seq);
+CREATE INDEX IF NOT EXISTS tasks_project ON tasks (project, state);
+CREATE TABLE IF NOT EXISTS configs (digest TEXT PRIMARY KEY, label_config TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS owners (
+    owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, seen_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One task a request (or `annotate`) wants read."""
+
+    key: str
+    project: str
+    ls_project: int | None
+    task_id: int | None
+    model_version: str
+    config_digest: str
+    task: dict[str, Any]
+    asked_by: str = "-"  # the request id, for the log lines about this task
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A task this process now reads (or writes): everything needed, from the row."""
+
+    key: str
+    project: str
+    ls_project: int | None
+    task_id: int | None
+    model_version: str
+    label_config: str
+    task: dict[str, Any]
+    priority: Priority
+    asked_by: str = "-"
+    result: list[dict[str, Any]] | None = None
+    score: float | None = None
+    unsure: bool = False  # a write cut short: Label Studio may hold it already
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an answer says about one task, as the row stood when the answer claimed it."""
+
+    state: str
+    delivery: str | None
+    result: list[dict[str, Any]] | None = None
+    score: float | None = None
+    reason: str | None = None
+    error: str | None = None
+    delivered_to: str | None = None
+    delivered_at: float | None = None
+    answered_here: bool = False
+
+
+def new_owner() -> str:
+    """Who claims: host, process and a start-up nonce (a pid is reused after a restart)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobStore:
+    """The queue file, and the atomic steps every process takes on it."""
+
+    def __init__(self, directory: Path, *, owner: str | None = None) -> None:
+        self.path = Path(directory) / FILE_NAME
+        self.owner = owner or new_owner()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs-db")
+        self._db: sqlite3.Connection | None = None
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, call, *args)
+
+    def call(self, call: Callable[..., T], *args: Any) -> T:
+        """Run a step from plain (non-async) code, on the store's thread too."""
+        return self._thread.submit(call, *args).result()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            os.chmod(self.path, 0o600)  # it holds the tasks' data
+            self._db = db
+        return self._db
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            value = body(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return value
+
+    def close(self) -> None:
+        def shut() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        self._thread.submit(shut).result()
+        self._thread.shutdown(wait=True)
+
+    # -- requests ---------------------------------------------------------------------
+
+    def submit(
+        self,
+        entries: Sequence[Entry],
+        label_configs: dict[str, str],
+        priority: Priority,
+        wanted_until: float,
+    ) -> int:
+        """Queue what is new, join what is under way, retry what failed; how many are queued.
+
+        A task done and not yet delivered is kept for this request's answer
+        (`wanted_until` holds the background writer back until then).
+        """
+        now = time.time()
+
+        def body(db: sqlite3.Connection) -> int:
+            for digest, config in label_configs.items():
+                db.execute(
+                    "INSERT OR IGNORE INTO configs (digest, label_config) VALUES (?, ?)",
+                    (digest, config),
+                )
+            queued = 0
+            base = time.time_ns() // 1000 * 1000
+            for index, entry in enumerate(entries):
+                row = db.execute(
+                    "SELECT state, delivery, delivered_at FROM tasks WHERE key = ?", (entry.key,)
+                ).fetchone()
+                if row is None:
+                    db.execute(
+                        "INSERT INTO tasks (key, seq, project, ls_project, task_id, "
+                        "model_version, config, task, priority, state, wanted_until, asked_by, "
+                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                        (
+                            entry.key,
+                            base + index,
+                            entry.project,
+                            entry.ls_project,
+                            entry.task_id,
+                            entry.model_version,
+                            entry.config_digest,
+                            json.dumps(entry.task),
+                            int(priority),
+                            wanted_until,
+                            entry.asked_by,
+                            now,
+                        ),
+                    )
+                    queued += 1
+                elif row["state"] in ("queued", "reading"):
+                    db.execute(
+                        "UPDATE tasks SET priority = MIN(priority, ?), "
+                        "wanted_until = MAX(wanted_until, ?) WHERE key = ?",
+                        (int(priority), wanted_until, entry.key),
+                    )
+                elif row["state"] == "failed":  # asked again: try again
+                    db.execute(
+                        "UPDATE tasks SET state = 'queued', owner = NULL, reason = NULL, "
+                        "error = NULL, priority = ?, wanted_until = ?, seq = ?, config = ?, "
+                        "task = ?, asked_by = ? WHERE key = ?",
+                        (
+                            int(priority),
+                            wanted_until,
+                            base + index,
+                            entry.config_digest,
+                            json.dumps(entry.task),
+                            entry.asked_by,
+                            entry.key,
+                        ),
+                    )
+                    queued += 1
+                elif row["delivery"] is None:
+                    db.execute(
+                        "UPDATE tasks SET wanted_until = MAX(wanted_until, ?) WHERE key = ?",
+                        (wanted_until, entry.key),
+                    )
+                elif row["delivery"] == "answered" or (
+                    row["delivery"] == "written"
+                    and (row["delivered_at"] or 0) < now - RECENTLY_WRITTEN_S
+                ):
+                    # Label Studio asks only for tasks that lack this model version: the one
+                    # delivered before is gone (deleted, or an answer it dropped). Give the
+                    # stored result again rather than read the image again.
+                    db.execute(
+                        "UPDATE tasks SET delivery = NULL, delivered_at = NULL, "
+                        "delivered_to = NULL, wanted_until = ? WHERE key = ?",
+                        (wanted_until, entry.key),
+                    )
+            return queued
+
+        return self._transaction(body)
+
+    def unsettled(self, keys: Sequence[str]) -> int:
+        """How many of these tasks are still queued or being read."""
+        if not keys:
+            return 0
+        count = 0
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            count += self.db.execute(
+                f"SELECT COUNT(*) FROM tasks WHERE key IN ({marks}) "  # noqa: S608 - marks only
+                "AND state IN ('queued', 'reading')",
+                chunk,
+            ).fetchone()[0]
+        return int(count)
+
+    def claim_answers(self, keys: Sequence[str], answer: str) -> dict[str, Outcome]:
+        """Each task's outcome; the results done and undelivered are now this answer's."""
+        now = time.time()
+
+        def body(db: sqlite3.Connection) -> dict[str, Outcome]:
+            outcomes: dict[str, Outcome] = {}
+            for chunk in _chunks(list(dict.fromkeys(keys))):
+                marks = ",".join("?" * len(chunk))
+                columns = ANSWER_COLUMNS
+                query = f"SELECT {columns} FROM tasks WHERE key IN ({marks})"  # noqa: S608
+                rows = db.execute(query, chunk).fetchall()
+                for row in rows:
+                    mine = row["state"] == "done" and row["delivery"] is None
+                    if mine:
+                        db.execute(
+                            "UPDATE tasks SET delivery = 'answered', delivered_at = ?, "
+                            "delivered_to = ? WHERE key = ?",
+                            (now, answer, row["key"]),
+                        )
+                    outcomes[row["key"]] = Outcome(
+                        state=row["state"],
+                        delivery="answered" if mine else row["delivery"],
+                        result=json.loads(row["result"]) if row["result"] else None,
+                        score=row["score"],
+                        reason=row["reason"],
+                        error=row["error"],
+                        delivered_to=answer if mine else row["delivered_to"],
+                        delivered_at=now if mine else row["delivered_at"],
+                        answered_here=mine,
+                    )
+            return outcomes
+
+        return self._transaction(body)
+
+    # -- the background reader ----------------------------------------------------------
+
+    def claim_next(self, most_urgent_only: bool) -> Claimed | None:
+        """The next queued task, now this process's to read; people's tasks first."""
+        limit = int(Priority.PEOPLE) if most_urgent_only else int(Priority.BULK)
+        row = self.db.execute(
+            "UPDATE tasks SET state = 'reading', owner = ?, started_at = ? WHERE key = ("
+            "SELECT key FROM tasks WHERE state = 'queued' AND priority <= ? "
+            "ORDER BY priority, seq LIMIT 1) "
+            "RETURNING key, project, ls_project, task_id, model_version, config, task, priority, "
+            "asked_by",
+            (self.owner, time.time(), limit),
+        ).fetchone()
+        return None if row is None else self._claimed(row)
+
+    def _claimed(self, row: sqlite3.Row, **extra: Any) -> Claimed:
+        config = self.db.execute(
+            "SELECT label_config FROM configs WHERE digest = ?", (row["config"],)
+        ).fetchone()
+        return Claimed(
+            key=row["key"],
+            project=row["project"],
+            ls_project=row["ls_project"],
+            task_id=row["task_id"],
+            model_version=row["model_version"],
+            label_config=config["label_config"] if config else "",
+            task=json.loads(row["task"]),
+            priority=Priority(row["priority"]),
+            asked_by=row["asked_by"] or "-",
+            **extra,
+        )
+
+    def finish(self, key: str, result: list[dict[str, Any]], score: float) -> None:
+        self.db.execute(
+            "UPDATE tasks SET state = 'done', result = ?, score = ?, finished_at = ?, "
+            "delivery = NULL WHERE key = ? AND owner = ? AND state = 'reading'",
+            (json.dumps(result), score, time.time(), key, self.owner),
+        )
+
+    def fail(self, key: str, reason: str, error: str) -> None:
+        self.db.execute(
+            "UPDATE tasks SET state = 'failed', reason = ?, error = ?, finished_at = ? "
+            "WHERE key = ? AND owner = ? AND state = 'reading'",
+            (reason, error, time.time(), key, self.owner),
+        )
+
+    def put_back(self, key: str) -> None:
+        """A task claimed and not read (stopping): queued again, for whoever starts next."""
+        self.db.execute(
+            "UPDATE tasks SET state = 'queued', owner = NULL WHERE key = ? AND owner = ? "
+            "AND state = 'reading'",
+            (key, self.owner),
+        )
+
+    # -- the background writer ----------------------------------------------------------
+
+    def claim_writes(self, limit: int) -> list[Claimed]:
+        """Results no answer took in time, now this process's to write through the API."""
+        now = time.time()
+
+        def body(db: sqlite3.Connection) -> list[Claimed]:
+            rows = db.execute(
+                "UPDATE tasks SET delivery = 'writing', delivered_to = ?, delivered_at = ? "
+                "WHERE key IN (SELECT key FROM tasks WHERE state = 'done' "
+                "AND (delivery IS NULL OR delivery = 'unsure') AND wanted_until < ? "
+                "AND write_after <= ? AND ls_project IS NOT NULL AND task_id IS NOT NULL "
+                "ORDER BY seq LIMIT ?) "
+                "RETURNING key, project, ls_project, task_id, model_version, config, task, "
+                "priority, asked_by, result, score, write_error",
+                (self.owner, now, now, now, limit),
+            ).fetchall()
+            return [
+                self._claimed(
+                    row,
+                    result=json.loads(row["result"]),
+                    score=row["score"],
+                    unsure=row["write_error"] == UNSURE,
+                )
+                for row in rows
+            ]
+
+        return self._transaction(body)
+
+    def written(self, key: str) -> None:
+        self.db.execute(
+            "UPDATE tasks SET delivery = 'written', delivered_at = ?, write_error = NULL "
+            "WHERE key = ? AND delivery = 'writing' AND delivered_to = ?",
+            (time.time(), key, self.owner),
+        )
+
+    def write_failed(self, key: str, error: str, retry_in: float) -> None:
+        """Not written: kept for the next answer that asks for it, and tried again later."""
+        self.db.execute(
+            "UPDATE tasks SET delivery = NULL, delivered_to = NULL, delivered_at = NULL, "
+            "write_error = ?, write_after = ? WHERE key = ? AND delivery = 'writing' "
+            "AND delivered_to = ?",
+            (error, time.time() + retry_in, key, self.owner),
+        )
+
+    # -- processes come and go --------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        host, pid = self.owner.split(":")[:2]
+        self.db.execute(
+            "INSERT INTO owners (owner, host, pid, seen_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at",
+            (self.owner, host, int(pid), time.time()),
+        )
+
+    def recover(self) -> tuple[int, int]:
+        """Work claimed by processes that are gone: reads queued again, writes checked.
+
+        Gone: on this host with no such pid, or silent for OWNER_TIMEOUT_S.
+        """
+        here = socket.gethostname()
+
+        def body(db: sqlite3.Connection) -> tuple[int, int]:
+            gone = [
+                row["owner"]
+                for row in db.execute("SELECT owner, host, pid, seen_at FROM owners")
+                if row["owner"] != self.owner
+                and (
+                    (row["host"] == here and not pid_alive(row["pid"]))
+                    or row["seen_at"] < time.time() - OWNER_TIMEOUT_S
+                )
+            ]
+            # Claims by owners never registered (killed before their first heartbeat).
+            known = {row["owner"] for row in db.execute("SELECT owner FROM owners")}
+            for row in db.execute(
+                "SELECT DISTINCT owner FROM tasks WHERE state = 'reading' OR delivery = 'writing'"
+            ).fetchall():
+                owner = row["owner"] or ""
+                if owner and owner not in known and owner != self.owner:
+                    gone.append(owner)
+            reads = writes = 0
+            for owner in set(gone):
+                reads += db.execute(
+                    "UPDATE tasks SET state = 'queued', owner = NULL "
+                    "WHERE state = 'reading' AND owner = ?",
+                    (owner,),
+                ).rowcount
+                writes += db.execute(
+                    "UPDATE tasks SET delivery = 'unsure', write_error = ? "
+                    "WHERE delivery = 'writing' AND delivered_to = ?",
+                    (UNSURE, owner),
+                ).rowcount
+                db.execute("DELETE FROM owners WHERE owner = ?", (owner,))
+            return reads, writes
+
+        return self._transaction(body)
+
+    def forget_delivered(self, older_than_s: float) -> int:
+        """Rows delivered or failed long ago: they only make the file grow."""
+        cutoff = time.time() - older_than_s
+        return self.db.execute(
+            "DELETE FROM tasks WHERE (delivery IN ('answered', 'written') AND delivered_at < ?) "
+            "OR (state = 'failed' AND finished_at < ?)",
+            (cutoff, cutoff),
+        ).rowcount
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """A read-only query, for progress and tests."""
+        return self.db.execute(sql, params).fetchall()
+
+
+ANSWER_COLUMNS = "key, state, delivery, result, score, reason, error, delivered_to, delivered_at"
+UNSURE = "a write was cut short by a stop; Label Studio is asked whether it holds it"
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> list[Sequence[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]

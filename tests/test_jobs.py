@@ -1,0 +1,292 @@
+"""Bulk /predict: answered by PREDICT_DEADLINE, the rest read in the background, delivered once.
+
+Real EasyOCR, real HTTP servers on 127.0.0.1 (images, and a small server that
+speaks Label Studio's token and prediction API), the real queue file on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from ocr_backend.api import create_app
+from ocr_backend.jobs.priority import Priority, PriorityGate
+from ocr_backend.jobs.store import Entry, JobStore
+from tests.support.asgi import async_client
+from tests.support.drawing import draw_page
+from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.label_studio_server import LabelStudioServer
+from tests.support.settings import changed
+
+PROJECT = "7.1763892800"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+class LabelStudioWithPredictions(LabelStudioServer):
+    """The token-checking Label Studio of the image tests, plus /api/predictions/."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.predictions: list[dict] = []
+
+    def post(self, handler) -> None:
+        if urlsplit(handler.path).path != "/api/predictions/":
+            return super().post(handler)
+        kind, error = self.user(handler)
+        if error is not None:
+            return self.answer(handler, 401, error)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = json.loads(handler.rfile.read(length))
+        body["id"] = len(self.predictions) + 1
+        self.predictions.append(body)
+        return self.answer(handler, 201, body)
+
+    def get(self, handler) -> None:
+        parts = urlsplit(handler.path)
+        if parts.path != "/api/predictions/":
+            return super().get(handler)
+        task = int(parse_qs(parts.query)["task"][0])
+        found = [p for p in self.predictions if p["task"] == task]
+        handler.send_response(200)
+        data = json.dumps(found).encode()
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+        return None
+
+
+@pytest.fixture
+def label_studio():
+    server = LabelStudioWithPredictions(storage_url="http://127.0.0.1:9")
+    yield server
+    server.close()
+
+
+def body_for(urls: list[str], first_id: int = 1) -> dict:
+    tasks = [
+        {"id": first_id + index, "data": {"ocr": url}, "project": 7}
+        for index, url in enumerate(urls)
+    ]
+    return {"tasks": tasks, "project": PROJECT, "label_config": OCR_TEMPLATE}
+
+
+def pages(image_server, prefix: str, count: int) -> list[str]:
+    return [
+        image_server.put(f"{prefix}-{i}.png", draw_page([f"PAGE {i}"], font_size=36)[0])
+        for i in range(count)
+    ]
+
+
+def fetches(image_server, urls: list[str]) -> dict[str, int]:
+    paths = [urlsplit(url).path for url in urls]
+    return {path: sum(1 for p, _ in image_server.requests if p == path) for path in paths}
+
+
+async def job_of(client, project: str = PROJECT) -> dict:
+    jobs = (await client.get("/jobs")).json()["jobs"]
+    return next(job for job in jobs if job["project"] == project)
+
+
+async def until(check, within: float = 120.0):
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not reached in {within} s")
+
+
+def has_result(item: dict) -> bool:
+    return "result" in item
+
+
+# -- the queue file ---------------------------------------------------------------------
+
+CLAIMER = """
+import json, sys
+from ocr_backend.jobs.store import JobStore
+store = JobStore(sys.argv[1])
+claimed = []
+while (task := store.call(store.claim_next, False)) is not None:
+    claimed.append(task.key)
+store.close()
+print(json.dumps(claimed))
+"""
+
+
+def test_processes_claiming_from_one_queue_never_take_the_same_task(tmp_path):
+    store = JobStore(tmp_path)
+    entries = [
+        Entry(f"k{i}", "p", 1, i, "v", "c", {"id": i, "data": {"ocr": f"{i}.png"}})
+        for i in range(300)
+    ]
+    store.call(store.submit, entries, {"c": OCR_TEMPLATE}, Priority.BULK, 0.0)
+    store.close()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            env={"PYTHONPATH": str(SRC)},
+        )
+        for _ in range(3)
+    ]
+    claimed = [json.loads(worker.communicate(timeout=120)[0]) for worker in workers]
+    every = [key for keys in claimed for key in keys]
+    assert sorted(every) == sorted(entry.key for entry in entries)  # all, none twice
+    assert sum(1 for keys in claimed if keys) >= 2  # they did share the work
+
+
+async def test_a_freed_engine_place_goes_to_people_before_bulk_work():
+    gate = PriorityGate(1)
+    order: list[str] = []
+
+    async def use(name: str, priority: Priority) -> None:
+        async with gate.slot(priority):
+            order.append(name)
+            await asyncio.sleep(0.01)
+
+    async with gate.slot(Priority.BULK):
+        waiting = [asyncio.create_task(use(f"bulk{i}", Priority.BULK)) for i in range(3)]
+        await asyncio.sleep(0.01)
+        waiting.append(asyncio.create_task(use("person", Priority.PEOPLE)))
+        await asyncio.sleep(0.01)
+    await asyncio.gather(*waiting)
+    assert order == ["person", "bulk0", "bulk1", "bulk2"]
+
+
+# -- /predict with a deadline -------------------------------------------------------------
+
+
+async def test_what_misses_the_deadline_is_written_to_label_studio_once(
+    settings, engine, image_server, label_studio, tmp_path
+):
+    urls = pages(image_server, "written", 6)
+    configured = changed(
+        settings,
+        model_dir=tmp_path,
+        predict_deadline=1.0,
+        label_studio_host=label_studio.host,
+        label_studio_access_token=label_studio.personal_access_token,
+    )
+    async with async_client(create_app(configured, engine=engine)) as (client, _):
+        started = time.monotonic()
+        response = await client.post("/predict", json=body_for(urls), timeout=60)
+        took = time.monotonic() - started
+        results = response.json()["results"]
+        assert response.status_code == 200 and len(results) == 6
+        assert took < 1.0 + 3.0  # the deadline, plus at most the image being read
+        pending = [i for i, item in enumerate(results) if not has_result(item)]
+        assert pending, "six pages cannot all be read in one second"
+        for index in pending:
+            assert results[index]["status"] == "pending"
+            assert "written to Label Studio" in results[index]["error"]
+        done = await until(
+            lambda: _settled(client, lambda job: job["written"] == len(pending)), within=180
+        )
+        assert done["answered"] == 6 - len(pending) and done["failed"] == 0
+    written = {p["task"]: p for p in label_studio.predictions}
+    assert sorted(written) == [index + 1 for index in pending]  # each once, none answered
+    for index in pending:
+        prediction = written[index + 1]
+        assert prediction["model_version"] == results[0]["model_version"]
+        texts = {
+            item["value"]["text"][0] for item in prediction["result"] if item["type"] == "textarea"
+        }
+        assert texts == {f"PAGE {index}"}
+    assert set(fetches(image_server, urls).values()) == {1}  # nothing read twice
+
+
+async def _settled(client, condition):
+    job = await job_of(client)
+    return job if condition(job) else None
+
+
+async def test_without_a_token_results_are_kept_for_the_next_answer(
+    settings, engine, image_server, tmp_path
+):
+    urls = pages(image_server, "kept", 4)
+    configured = changed(settings, model_dir=tmp_path, predict_deadline=0.5)
+    async with async_client(create_app(configured, engine=engine)) as (client, _):
+        first = (await client.post("/predict", json=body_for(urls), timeout=60)).json()
+        pending = [i for i, item in enumerate(first["results"]) if not has_result(item)]
+        assert pending
+        assert "in the answer the next time" in first["results"][pending[0]]["error"]
+        await until(lambda: _settled(client, lambda job: not job["active"]))
+        second = (await client.post("/predict", json=body_for(urls), timeout=60)).json()
+    # Label Studio asks again only for what it lacks: the second answer has every result.
+    for index in range(4):
+        got = [has_result(answer["results"][index]) for answer in (first, second)]
+        assert got[1], index
+    assert set(fetches(image_server, urls).values()) == {1}
+
+
+async def test_the_same_tasks_asked_twice_at_once_are_read_once_and_answered_once(
+    settings, engine, image_server, tmp_path
+):
+    urls = pages(image_server, "twice", 3)
+    configured = changed(settings, model_dir=tmp_path, predict_deadline=60)
+    async with async_client(create_app(configured, engine=engine)) as (client, _):
+        answers = await asyncio.gather(
+            client.post("/predict", json=body_for(urls), timeout=90),
+            client.post("/predict", json=body_for(urls), timeout=90),
+        )
+    first, second = (answer.json()["results"] for answer in answers)
+    for one, other in zip(first, second, strict=True):
+        assert has_result(one) != has_result(other)  # delivered in exactly one answer
+        loser = other if has_result(one) else one
+        assert loser["status"] == "delivered"
+    assert set(fetches(image_server, urls).values()) == {1}
+
+
+async def test_a_failed_task_is_reported_and_tried_again_by_the_next_request(
+    settings, engine, image_server, tmp_path
+):
+    url = image_server.url("late-arrival.png")
+    configured = changed(settings, model_dir=tmp_path, predict_deadline=30)
+    body = body_for([url, image_server.put("neighbour.png", draw_page(["NEIGHBOUR"])[0])])
+    async with async_client(create_app(configured, engine=engine)) as (client, _):
+        first = (await client.post("/predict", json=body, timeout=60)).json()["results"]
+        job = await job_of(client)
+        image_server.put("late-arrival.png", draw_page(["ARRIVED"])[0])
+        again = (await client.post("/predict", json=body, timeout=60)).json()["results"]
+        metrics = (await client.get("/metrics")).text
+    assert "result" not in first[0] and first[0]["status"] == "failed"
+    assert first[0]["reason"] == "http_status" and "HTTP 404" in first[0]["error"]
+    assert has_result(first[1])
+    assert job["failed"] == 1 and job["failures"] == {"http_status": 1}
+    assert "HTTP 404" in job["failure_examples"][0]
+    assert has_result(again[0])  # tried again, and this time read
+    assert 'ocr_backend_predict_items_total{status="failed"}' in metrics
+
+
+async def test_work_left_queued_by_a_stopped_process_is_read_at_the_next_start(
+    settings, engine, image_server, tmp_path
+):
+    urls = pages(image_server, "resumed", 2)
+    configured = changed(settings, model_dir=tmp_path, predict_deadline=30)
+    # A process that claimed both tasks, then died without a word.
+    dead = JobStore(tmp_path / "jobs", owner="somewhere:999999:dead")
+    entries = [
+        Entry(f"left-{i}", PROJECT, 7, i + 1, "v", "c", {"id": i + 1, "data": {"ocr": url}})
+        for i, url in enumerate(urls)
+    ]
+    dead.call(dead.submit, entries, {"c": OCR_TEMPLATE}, Priority.BULK, 0.0)
+    assert dead.call(dead.claim_next, False) is not None
+    dead.close()
+    async with async_client(create_app(configured, engine=engine)) as (client, services):
+        job = await until(lambda: _settled(client, lambda job: job["done_waiting"] == 2))
+        rows = await services.job_store.run(
+            services.job_store.rows, "SELECT key, state, result FROM tasks ORDER BY key"
+        )
+    assert job["failed"] == 0
+    assert [row["state"] for row in rows] == ["done", "done"]
+    assert all(json.loads(row["result"]) for row in rows)
