@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from .commands import serve
+from .commands import pdf_to_tasks, serve
 
-COMMANDS: dict[str, ModuleType] = {"serve": serve}
+COMMANDS: dict[str, ModuleType] = {"serve": serve, "pdf-to-tasks": pdf_to_tasks}
 
 
 def parser() -> argparse.ArgumentParser:

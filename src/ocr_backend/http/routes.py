@@ -19,7 +19,7 @@ from ..label_studio.schemas import (
     WebhookRequest,
     WebhookResponse,
 )
-from ..predictor import PredictContext
+from ..predictor import PredictContext, images_to_read
 from ..settings import Settings
 from .deps import (
     EngineDep,
@@ -150,7 +150,9 @@ async def predict(
         interactive=body.params.context if body.params else None,
         request_id=log_context.id,
     )
-    with queue.admit(len(body.tasks)):  # QueueFull and TooManyTasks: see handlers.py
+    # Every page of a multi-page task is one image in the queue, as a task's image is.
+    images = images_to_read(body.tasks, targets)
+    with queue.admit(images, pages=targets.multi_page):  # QueueFull, TooManyTasks: handlers.py
         results = await predictor.predict(body.tasks, targets, context)
     log_context.failed = sum(1 for result in results if result.error)
     return PredictResponse(results=results)

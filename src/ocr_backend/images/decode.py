@@ -13,6 +13,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageDecodeError
 
+# What a task that points at a PDF is told: Label Studio shows images, not PDFs.
+PDF_ADVICE = (
+    "a PDF, which Label Studio shows as images only: turn each PDF into one multi-page task "
+    "with `ocr-backend pdf-to-tasks FILE.pdf --out DIR`, import the tasks it writes and use "
+    '<Image valueList="$pages"> in the label config'
+)
+PDF_MAGIC = b"%PDF-"
+
 # Pillow's process-wide bomb guard is replaced by decode_image's MAX_IMAGE_PIXELS check,
 # which reads the header and refuses before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = None
@@ -23,6 +31,8 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
 
     The pixel count is checked from the header, before any pixel is decoded.
     """
+    if data[:1024].lstrip().startswith(PDF_MAGIC):
+        raise ImageDecodeError(f"the file is {PDF_ADVICE}", reason="pdf")
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:

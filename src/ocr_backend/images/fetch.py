@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import httpx
 
@@ -25,6 +25,18 @@ def describe(ref: str, limit: int = 80) -> str:
     if ref.startswith("data:"):
         return ref.split(",", 1)[0] + ",..."
     return ref if len(ref) <= limit else ref[: limit - 3] + "..."
+
+
+def names_a_pdf(ref: str) -> bool:
+    """Whether a reference is a PDF by its name (`.pdf` path, or `.pdf` in a `?d=` query)."""
+    if ref.startswith("data:"):
+        return ref[5:].lower().startswith("application/pdf")
+    parts = urlsplit(ref)
+    return any(
+        piece.lower().rstrip("/").endswith(".pdf")
+        for piece in (parts.path, unquote(parts.query))
+        if piece
+    )
 
 
 def decode_data_uri(ref: str) -> bytes:
