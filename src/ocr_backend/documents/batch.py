@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +113,8 @@ async def _convert_one(
         for index, file in enumerate(files):
             await ahead.acquire()
             try:
-                image = await loop.run_in_executor(
-                    pdfium_thread,
-                    lambda i=index: pdf.render(i, options.dpi, max_pixels=options.max_pixels),
-                )
+                render = partial(pdf.render, index, options.dpi, max_pixels=options.max_pixels)
+                image = await loop.run_in_executor(pdfium_thread, render)
                 await asyncio.to_thread(image.save, file)
             except BaseException:
                 ahead.release()
