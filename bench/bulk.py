@@ -11,7 +11,7 @@ and measures, in one run:
      against the same kind of request on the idle service: seconds each;
   D. the service's RSS during the job.
 Prints the ratios (targets: A/B >= 0.95, C during / C idle < 1.5). Usage:
-  .venv/bin/python bench/bulk.py [--copies 3] [--probes 5]
+  .venv/bin/python -m bench.bulk [--copies 3] [--probes 5]   (from the repository root)
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ import httpx
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from pages import document, pages  # noqa: E402
-from predict import OCR_TEMPLATE, free_port, rss_mib, serve  # noqa: E402
+from bench.pages import document, pages
+from bench.predict import OCR_TEMPLATE, rss_mib
+from tests.support.image_server import ImageServer
+from tests.support.processes import free_port
 
 PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "images"
 
@@ -73,7 +74,8 @@ def run() -> None:
     for index in range(args.probes * 2):  # small pages, like a task an annotator opens
         document(800, 300, lines=4, seed=100 + index).save(work / f"probe-{index}.png")
         probes.append(f"probe-{index}")
-    server, image_port = serve(work)
+    server = ImageServer(work)
+    image_port = server.port
     base_images = f"http://127.0.0.1:{image_port}"
     arrays = [np.asarray(image) for _, image in named]
 
@@ -202,7 +204,7 @@ def run() -> None:
         print(f"  ratio during / idle: {ratio:.2f}  (target < 1.5)")
     service.terminate()
     service.wait(timeout=60)
-    server.shutdown()
+    server.close()
 
 
 if __name__ == "__main__":

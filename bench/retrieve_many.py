@@ -6,31 +6,28 @@ photos are the real ones in tests/images and variants of them (crops, scales,
 rotations), uploaded to Label Studio. Prints how long the action took, what it
 stored at once, when every task had its prediction, and whether any task got
 two. Usage:
-  .venv/bin/python bench/retrieve_many.py [--photos 60]
+  .venv/bin/python -m bench.retrieve_many [--photos 60]   (from the repository root)
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.e2e.labelstudio import (  # noqa: E402
+from tests.e2e.labelstudio import (
     LabelStudioApi,
     create_personal_access_token,
     login_session,
     start_label_studio,
     stock_ocr_config,
 )
-from tests.e2e.service import start_service  # noqa: E402
+from tests.e2e.service import start_service
+from tests.support.environment import REPO_ROOT as ROOT
 
 
 def photos(count: int) -> dict[str, bytes]:

@@ -25,19 +25,32 @@ def lines_to_regions(
     height: int,
     *,
     region_id: Callable[[], str] = new_region_id,
+    item_index: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One region per line: geometry, label and text items that share one id."""
+    """One region per line: geometry, label and text items that share one id.
+
+    `item_index`: the page (from 0) of a multi-page task these lines are on;
+    `width` and `height` are then that page's.
+    """
     items: list[dict[str, Any]] = []
     for line in lines:
-        items.extend(line_to_region(line, targets, width, height, region_id()))
+        items.extend(
+            line_to_region(line, targets, width, height, region_id(), item_index=item_index)
+        )
     return items
 
 
 def line_to_region(
-    line: TextLine, targets: OcrTargets, width: int, height: int, region_id: str
+    line: TextLine,
+    targets: OcrTargets,
+    width: int,
+    height: int,
+    region_id: str,
+    *,
+    item_index: int | None = None,
 ) -> list[dict[str, Any]]:
     geometry, value = _geometry_for(line.polygon, targets, width, height)
-    common = {
+    common: dict[str, Any] = {
         "id": region_id,
         "to_name": targets.image,
         "original_width": width,
@@ -45,6 +58,10 @@ def line_to_region(
         "image_rotation": 0,
         "score": line.score,
     }
+    if item_index is not None:
+        # Label Studio shows a region on the page its item_index names, sized by that
+        # page's original_width/height (every item of the region carries both).
+        common["item_index"] = item_index
     label_key = geometry.type if geometry.type.endswith("labels") else None
     shape = {**value, label_key: [geometry.label]} if label_key and geometry.label else value
     items = [{**common, "from_name": geometry.name, "type": geometry.type, "value": shape}]

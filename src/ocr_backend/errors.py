@@ -13,17 +13,21 @@ and never echoes a secret or a response body. The tree:
     ├── RequestError            the whole request is refused (its `status_code`)
     │   ├── LabelConfigError        the label config cannot be served (400, 422)
     │   ├── LabelConfigTooLarge     a label config over MAX_LABEL_CONFIG_BYTES (413)
-    │   ├── TooManyTasks            more tasks than MAX_QUEUE (413)
+    │   ├── TooManyTasks            more tasks (or pages) than MAX_QUEUE (413)
     │   ├── TooManyRegions          more drawn regions than MAX_REGIONS (413)
     │   ├── BodyTooLarge            a request body over MAX_REQUEST_BYTES (413)
     │   ├── QueueFull               the OCR queue is full now (503 with Retry-After)
     │   └── ClusterUnavailable      no Ray actor could read, within RAY_WAIT_SECONDS (503)
-    └── TaskError               one task cannot be predicted (its `reason`, for metrics);
-        │                       the other tasks of the request are answered as usual
-        ├── ImageFetchError         its image could not be fetched
-        │   ├── ImageStatusError        ...the server answered, but not with the image
-        │   └── LabelStudioError        ...Label Studio would not give it
-        └── ImageDecodeError        its bytes are not an image that can be read
+    ├── TaskError               one task cannot be predicted (its `reason`, for metrics);
+    │   │                       the other tasks of the request are answered as usual
+    │   ├── ImageFetchError         its image could not be fetched
+    │   │   ├── ImageStatusError        ...the server answered, but not with the image
+    │   │   └── LabelStudioError        ...Label Studio would not give it
+    │   └── ImageDecodeError        its bytes are not an image that can be read
+    └── DocumentError           a PDF cannot be turned into page images (`pdf-to-tasks`)
+        ├── NotAPdf                 ...the file is not a PDF pdfium can open
+        ├── EmptyDocument           ...it has no pages
+        └── PageFailed              ...one of its pages cannot be rendered (its `page`)
 
 This module imports nothing of the package, so every layer can raise these.
 """
@@ -80,7 +84,13 @@ class LabelConfigError(RequestError, ValueError):
 class TooManyTasks(RequestError):
     status_code = 413
 
-    def __init__(self, tasks: int, limit: int) -> None:
+    def __init__(self, tasks: int, limit: int, *, pages: bool = False) -> None:
+        if pages:  # multi-page tasks: every page is one image in the queue
+            advice = "send fewer tasks per request, split long documents, or raise MAX_QUEUE"
+            super().__init__(
+                f"This request has {tasks} pages, more than MAX_QUEUE={limit}: {advice}"
+            )
+            return
         super().__init__(
             f"This request has {tasks} tasks, more than MAX_QUEUE={limit}: send at most "
             f"{limit} tasks per request (Label Studio's batch size) or raise MAX_QUEUE"
@@ -181,3 +191,26 @@ class ImageDecodeError(TaskError):
 
     def __init__(self, message: str, *, reason: str = "decode") -> None:
         super().__init__(message, reason=reason)
+
+
+# --- documents (ocr-backend pdf-to-tasks) ----------------------------------------------
+
+
+class DocumentError(OcrBackendError):
+    """A PDF cannot be turned into page images; the other PDFs are converted as usual."""
+
+
+class NotAPdf(DocumentError):
+    """The file is not a PDF that pdfium can open (or it is encrypted)."""
+
+
+class EmptyDocument(DocumentError):
+    """The PDF has no pages: there is nothing to label."""
+
+
+class PageFailed(DocumentError):
+    """One page cannot be rendered; `page` is its number from 1."""
+
+    def __init__(self, message: str, *, page: int) -> None:
+        super().__init__(message)
+        self.page = page

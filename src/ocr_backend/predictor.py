@@ -6,6 +6,10 @@ pre-annotation). Images are fetched and decoded concurrently while the
 engine reads the ones already in hand; a bounded number of images is held at
 once, across all requests, so neither a request of 100 tasks nor 100
 requests of one task decode 100 images into memory together.
+
+A multi-page task (`<Image valueList="$pages">`) is read page by page through
+the same bound: each page is one image, and each region names its page with
+`item_index`.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from .engine import Engine
 from .errors import RequestError, TaskError, TooManyRegions
 from .images.cache import ImageCache
 from .images.crop import crop_region, region_bounds, within
-from .images.decode import decode_page
-from .images.fetch import describe
+from .images.decode import PDF_ADVICE, decode_page
+from .images.fetch import describe, names_a_pdf
 from .jobs.priority import Priority, PriorityGate
 from .label_studio.config import OcrTargets
 from .label_studio.regions import DrawnRegion, drawn_regions, reading_order, region_items
@@ -132,6 +136,8 @@ class Predictor:
         `at_engine` is set once the engine starts reading it: a stop lets such
         a read finish, and puts back the ones still waiting.
         """
+        if targets.multi_page:
+            return await self._read_pages(task, targets, context, priority, at_engine)
         async with self.slots[priority]:
             page = await self._load_image(task, targets, context)
             async with self.engine_gate.slot(priority):
@@ -142,6 +148,66 @@ class Predictor:
         height, width = page.shape[:2]
         result = lines_to_regions(kept, targets, width, height)
         return Prediction(result=result, score=mean_score(kept), model_version=self.model_version)
+
+    # -- multi-page tasks: <Image valueList="$pages"> -------------------------------------
+
+    async def _read_pages(
+        self,
+        task: Task,
+        targets: OcrTargets,
+        context: PredictContext,
+        priority: Priority,
+        at_engine: asyncio.Event | None = None,
+    ) -> Prediction:
+        """Every page of a multi-page task, fetched concurrently, each read in its own slot.
+
+        The first page that fails fails the task, with its page number in the
+        reason; the pages still waiting are not read. Raises TaskError.
+        """
+        refs = page_refs(task, targets)
+        reads = [
+            asyncio.ensure_future(
+                self._read_one_page(task, ref, index, len(refs), context, priority, at_engine)
+            )
+            for index, ref in enumerate(refs)
+        ]
+        try:
+            pages = await asyncio.gather(*reads)
+        finally:
+            for read in reads:
+                read.cancel()
+        result: list[dict[str, Any]] = []
+        kept_lines: list[TextLine] = []
+        for index, (lines, width, height) in enumerate(pages):
+            kept = self._confident(lines)
+            kept_lines.extend(kept)
+            result.extend(lines_to_regions(kept, targets, width, height, item_index=index))
+        return Prediction(
+            result=result, score=mean_score(kept_lines), model_version=self.model_version
+        )
+
+    async def _read_one_page(
+        self,
+        task: Task,
+        ref: Any,
+        index: int,
+        pages: int,
+        context: PredictContext,
+        priority: Priority,
+        at_engine: asyncio.Event | None,
+    ) -> tuple[list[TextLine], int, int]:
+        """One page's lines and size; a TaskError names the page."""
+        try:
+            async with self.slots[priority]:
+                page = await self._load_ref(ref, task, context)
+                async with self.engine_gate.slot(priority):
+                    if at_engine is not None:
+                        at_engine.set()
+                    lines = await self.engine.read(page)
+        except TaskError as exc:
+            raise page_error(exc, index, pages) from None
+        height, width = page.shape[:2]
+        return lines, width, height
 
     async def _read_drawn(
         self,
@@ -155,17 +221,24 @@ class Predictor:
         try:
             # The same image slots as whole pages: twenty interactive requests at once
             # decoded twenty pages at once without them.
+            texts: dict[int, str] = {}
             async with self.slots[Priority.PEOPLE]:
-                page = await self._load_image(task, targets, context)
-                # One region cut and read at a time: 300 full-page crops built at once
-                # held 753 MB. Cutting a large page takes a while: not on the event loop.
-                for region in regions:
-                    crop = await asyncio.to_thread(cut, page, region.geometry)
-                    lines = await self._read_region(crop) if crop is not None else []
-                    del crop
-                    kept = self._confident(lines)
-                    kept_lines.extend(kept)
-                    result.extend(region_items(region, targets, reading_order(kept)))
+                # Each region is read on the page it was drawn on (its item_index), one page
+                # in hand at a time, and one region cut and read at a time: 300 full-page
+                # crops built at once held 753 MB.
+                for index, on_page in self._pages_drawn_on(task, targets, regions):
+                    page = await self._load_drawn_page(task, targets, index, context)
+                    for number in on_page:
+                        # Cutting a large page takes a while: not on the event loop.
+                        crop = await asyncio.to_thread(cut, page, regions[number].geometry)
+                        lines = await self._read_region(crop) if crop is not None else []
+                        del crop
+                        kept = self._confident(lines)
+                        kept_lines.extend(kept)
+                        texts[number] = reading_order(kept)
+                    del page
+            for number, region in enumerate(regions):
+                result.extend(region_items(region, targets, texts[number]))
         except RequestError:
             raise
         except Exception as exc:  # whatever one task raises is its own error, not the batch's
@@ -173,6 +246,35 @@ class Predictor:
         return Prediction(
             result=result, score=mean_score(kept_lines), model_version=self.model_version
         )
+
+    def _pages_drawn_on(
+        self, task: Task, targets: OcrTargets, regions: Sequence[DrawnRegion]
+    ) -> list[tuple[int, list[int]]]:
+        """Each page index that regions were drawn on, with those regions' positions."""
+        if not targets.multi_page:
+            return [(0, list(range(len(regions))))]
+        pages: dict[int, list[int]] = {}
+        for number, region in enumerate(regions):
+            pages.setdefault(region.item_index or 0, []).append(number)
+        return sorted(pages.items())
+
+    async def _load_drawn_page(
+        self, task: Task, targets: OcrTargets, index: int, context: PredictContext
+    ) -> np.ndarray:
+        """The page a region was drawn on. Raises TaskError naming the page."""
+        if not targets.multi_page:
+            return await self._load_image(task, targets, context)
+        refs = page_refs(task, targets)
+        if index >= len(refs):
+            raise TaskError(
+                f"task {task.id}: a region was drawn on page {index + 1} (item_index "
+                f"{index}), but the task has {len(refs)} page(s)",
+                reason="page",
+            )
+        try:
+            return await self._load_ref(refs[index], task, context)
+        except TaskError as exc:
+            raise page_error(exc, index, len(refs)) from None
 
     async def _read_region(self, crop: np.ndarray) -> list[TextLine]:
         async with self.engine_gate.slot(Priority.PEOPLE):
@@ -219,6 +321,19 @@ class Predictor:
                 f"the label config's Image tag reads ${targets.image_key}",
                 reason="no_image_key",
             )
+        if isinstance(ref, list):
+            raise TaskError(
+                f'task {task.id}: its "{targets.image_key}" is a list of {len(ref)} images; for '
+                'documents of several pages use <Image valueList="$'
+                f'{targets.image_key}"> in the label config',
+                reason="list_for_one_image",
+            )
+        return await self._load_ref(ref, task, context)
+
+    async def _load_ref(self, ref: Any, task: Task, context: PredictContext) -> np.ndarray:
+        """One decoded page (images/planes.py), from the cache or fetched. Raises TaskError."""
+        if isinstance(ref, str) and names_a_pdf(ref):  # refused before downloading it
+            raise TaskError(f"image {describe(ref)} is {PDF_ADVICE}", reason="pdf")
         page = await self.image_cache.get(
             self.fetcher.cache_key(ref, context.label_studio),
             lambda: self._fetch_and_decode(ref, task.id, context.label_studio),
@@ -247,3 +362,51 @@ def cut(page: np.ndarray, geometry: dict[str, Any]) -> np.ndarray | None:
         return None
     left, top, right, bottom = box
     return crop_region(page[top:bottom, left:right], within(geometry, box, width, height))
+
+
+def page_refs(task: Task, targets: OcrTargets) -> list[Any]:
+    """The page references of a multi-page task, in page order. Raises TaskError.
+
+    One reference alone (a string) is a document of one page.
+    """
+    value = task.data.get(targets.image_key)
+    if value is None:
+        keys = ", ".join(sorted(task.data)) or "none"
+        raise TaskError(
+            f'task {task.id} has no "{targets.image_key}" in its data (it has: {keys}); the '
+            "label config's Image tag reads its list of pages from "
+            f'valueList="${targets.image_key}"',
+            reason="no_image_key",
+        )
+    refs = value if isinstance(value, list) else [value]
+    if not refs:
+        raise TaskError(
+            f'task {task.id}: its "{targets.image_key}" list of pages is empty; give it one '
+            "image URL per page",
+            reason="no_pages",
+        )
+    for index, ref in enumerate(refs):
+        if not isinstance(ref, str) or not ref.strip():
+            raise TaskError(
+                f"task {task.id}: page {index + 1} of {len(refs)} (item_index {index}) in "
+                f'"{targets.image_key}" is empty or not a URL ({describe(repr(ref))}); give '
+                "every page an image URL",
+                reason="empty_page",
+            )
+    return refs
+
+
+def images_to_read(tasks: Sequence[Task], targets: OcrTargets) -> int:
+    """How many images a /predict holds in the queue: one per task, or one per page."""
+    if not targets.multi_page:
+        return len(tasks)
+    return sum(max(1, _page_count(task.data.get(targets.image_key))) for task in tasks)
+
+
+def _page_count(value: Any) -> int:
+    return len(value) if isinstance(value, list) else 1
+
+
+def page_error(exc: TaskError, index: int, pages: int) -> TaskError:
+    """The same failure, saying on which page of the task it happened."""
+    return TaskError(f"page {index + 1} of {pages} (item_index {index}): {exc}", reason=exc.reason)

@@ -112,6 +112,8 @@ class LabelStudioServer:
     data_dir: Path
     process: ChildProcess
     startup_s: float
+    # LOCAL_FILES_DOCUMENT_ROOT: local storages (and the files they serve) live under it.
+    local_files_root: Path | None = None
 
 
 def start_label_studio(work_dir: Path, log_path: Path, timeout_s: float = 240) -> LabelStudioServer:
@@ -120,6 +122,8 @@ def start_label_studio(work_dir: Path, log_path: Path, timeout_s: float = 240) -
     email, password = "e2e@example.com", "e2e-Passw0rd!"
     data_dir = work_dir / "label-studio-data"
     data_dir.mkdir(parents=True, exist_ok=True)
+    local_files_root = work_dir / "local-files"
+    local_files_root.mkdir(parents=True, exist_ok=True)
     env = {
         key: value
         for key, value in os.environ.items()
@@ -134,6 +138,9 @@ def start_label_studio(work_dir: Path, log_path: Path, timeout_s: float = 240) -
         LABEL_STUDIO_USERNAME=email,
         LABEL_STUDIO_PASSWORD=password,
         USE_DEFAULT_BANNED_SUBNETS="false",
+        # Local storage (documents' page images): off by default in Label Studio.
+        LOCAL_FILES_SERVING_ENABLED="true",
+        LOCAL_FILES_DOCUMENT_ROOT=str(local_files_root),
     )
     argv = [
         str(command),
@@ -160,6 +167,7 @@ def start_label_studio(work_dir: Path, log_path: Path, timeout_s: float = 240) -
         data_dir=data_dir,
         process=process,
         startup_s=time.monotonic() - start,
+        local_files_root=local_files_root,
     )
 
 
@@ -253,6 +261,15 @@ class LabelStudioApi:
             params={"return_task_ids": "true"},
             json=tasks,
         )
+
+    def add_local_storage(self, project_id: int, path: Path) -> dict[str, Any]:
+        """A local-files import storage on `path` (under LOCAL_FILES_DOCUMENT_ROOT), no sync."""
+        return self.call(
+            "POST",
+            "/api/storages/localfiles",
+            json={"project": project_id, "path": str(path), "title": "documents",
+                  "use_blob_urls": True, "regex_filter": ".*png"},
+        )  # fmt: skip
 
     def tasks(self, project_id: int) -> list[dict[str, Any]]:
         body = self.call(

@@ -20,7 +20,7 @@ MAX_RETRY_AFTER = 60
 
 
 class AdmissionQueue:
-    """Counts the images (tasks) admitted and not yet answered, across all requests.
+    """Counts the images (tasks, or pages) admitted and not yet answered, across all requests.
 
     Runs on the event loop only, so the count needs no lock.
     """
@@ -32,9 +32,10 @@ class AdmissionQueue:
         self._threads = threads
 
     @contextmanager
-    def admit(self, images: int) -> Iterator[None]:
+    def admit(self, images: int, *, pages: bool = False) -> Iterator[None]:
+        """Hold `images` places (tasks, or `pages` of multi-page tasks) until the block ends."""
         if images > self.limit:
-            raise TooManyTasks(images, self.limit)
+            raise TooManyTasks(images, self.limit, pages=pages)
         if self.waiting + images > self.limit:
             QUEUE_REJECTED.inc()
             raise QueueFull(self.waiting, self.limit, self.retry_after())

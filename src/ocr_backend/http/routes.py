@@ -22,7 +22,7 @@ from ..label_studio.schemas import (
     WebhookRequest,
     WebhookResponse,
 )
-from ..predictor import PredictContext
+from ..predictor import PredictContext, images_to_read
 from ..settings import Settings
 from .deps import (
     EngineDep,
@@ -180,12 +180,15 @@ async def predict(
         interactive=body.params.context if body.params else None,
         request_id=log_context.id,
     )
+    # Every page of a multi-page task is one image in the queue, as a task's image is.
+    images = images_to_read(body.tasks, targets)
     if predictor.is_interactive(context):
-        with queue.admit(len(body.tasks)):  # QueueFull and TooManyTasks: see handlers.py
+        # QueueFull and TooManyTasks: see handlers.py
+        with queue.admit(images, pages=targets.multi_page):
             results = await predictor.predict(body.tasks, targets, context)
     elif len(body.tasks) == 1:
         # Someone is waiting for this one on screen: bounded, and ahead of bulk work.
-        with queue.admit(1):
+        with queue.admit(images, pages=targets.multi_page):
             results, summary = await jobs.predict(
                 body.tasks,
                 project=body.project,

@@ -17,6 +17,14 @@ from PIL import Image
 from ..errors import ImageDecodeError
 from .planes import with_grey
 
+# What a task that points at a PDF is told: Label Studio shows images, not PDFs.
+PDF_ADVICE = (
+    "a PDF, which Label Studio shows as images only: turn each PDF into one multi-page task "
+    "with `ocr-backend pdf-to-tasks FILE.pdf --out DIR`, import the tasks it writes and use "
+    '<Image valueList="$pages"> in the label config'
+)
+PDF_MAGIC = b"%PDF-"
+
 # Pillow's process-wide bomb guard is replaced by decode_image's MAX_IMAGE_PIXELS check,
 # which reads the header and refuses before any pixel is decoded. Should the guard be on
 # all the same (another library may set it), its error is the same per-task refusal.
@@ -86,6 +94,8 @@ def _decode_stored(data: bytes, *, max_pixels: int) -> tuple[Image.Image, Image.
     The pixel count is checked from the header, before any pixel is decoded.
     Whatever Pillow or its codecs raise on hostile bytes is this image's error.
     """
+    if data[:1024].lstrip().startswith(PDF_MAGIC):
+        raise ImageDecodeError(f"the file is {PDF_ADVICE}", reason="pdf")
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:

@@ -11,7 +11,7 @@ import binascii
 import json
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import httpx
 
@@ -36,6 +36,18 @@ def redact_query(url: str) -> str:
     """The URL with its query string, if any, replaced by `?...`."""
     before, sep, _ = url.partition("?")
     return before + "?..." if sep else url
+
+
+def names_a_pdf(ref: str) -> bool:
+    """Whether a reference is a PDF by its name (`.pdf` path, or `.pdf` in a `?d=` query)."""
+    if ref.startswith("data:"):
+        return ref[5:].lower().startswith("application/pdf")
+    parts = urlsplit(ref)
+    return any(
+        piece.lower().rstrip("/").endswith(".pdf")
+        for piece in (parts.path, unquote(parts.query))
+        if piece
+    )
 
 
 def decode_data_uri(ref: str) -> bytes:

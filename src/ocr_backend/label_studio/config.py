@@ -45,6 +45,9 @@ class OcrTargets:
     polygon: Geometry | None
     labels: str | None = None  # a separate Labels tag, when geometry carries no label
     label: str | None = None
+    # <Image valueList="$pages">: the task data key holds a list of page images, shown as
+    # pages of one task; every result item then names its page with `item_index`.
+    multi_page: bool = False
 
 
 def parse_label_config(config: str, label_mappings: Mapping[str, str] | None = None) -> OcrTargets:
@@ -54,7 +57,9 @@ def parse_label_config(config: str, label_mappings: Mapping[str, str] | None = N
     images = {el.get("name"): el for el in tags if _kind(el) == "image" and el.get("name")}
     if not images:
         raise LabelConfigError(
-            'The label config has no <Image> tag. Add one, e.g. <Image name="image" value="$ocr"/>.'
+            "The label config has no <Image> tag. Add one, e.g. "
+            '<Image name="image" value="$ocr"/>, or <Image name="image" valueList="$pages"/> '
+            "for documents of several pages."
         )
     textareas = [
         el
@@ -71,11 +76,15 @@ def parse_label_config(config: str, label_mappings: Mapping[str, str] | None = N
         )
     textarea = textareas[0]
     image_name = next(name for name in _targets(textarea) if name in images)
-    value = images[image_name].get("value", "")
+    value_list = images[image_name].get("valueList")
+    value = value_list if value_list is not None else images[image_name].get("value", "")
     if not value.startswith("$") or len(value) < 2:
+        attribute, example = (
+            ("valueList", "$pages") if value_list is not None else ("value", "$ocr")
+        )
         raise LabelConfigError(
-            f'The <Image name="{image_name}"> tag needs value="$<task data key>", '
-            'e.g. value="$ocr".'
+            f'The <Image name="{image_name}"> tag needs {attribute}="$<task data key>", '
+            f'e.g. {attribute}="{example}".'
         )
 
     bound = [el for el in tags if image_name in _targets(el)]
@@ -118,6 +127,7 @@ def parse_label_config(config: str, label_mappings: Mapping[str, str] | None = N
         polygon=geometry(poly_el),
         labels=labels_el.get("name") if labels_el is not None else None,
         label=_pick_label(_choices(labels_el), wanted) if labels_el is not None else None,
+        multi_page=value_list is not None,
     )
 
 

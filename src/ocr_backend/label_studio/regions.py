@@ -21,8 +21,9 @@ from .config import OcrTargets
 
 AREA_TYPES = frozenset({"rectangle", "rectanglelabels", "polygon", "polygonlabels", "labels"})
 GEOMETRY_KEYS = ("x", "y", "width", "height", "rotation", "points", "closed")
-# What every item of one region repeats (docs/label-studio.md, "Region results").
-SHARED_KEYS = ("to_name", "original_width", "original_height", "image_rotation")
+# What every item of one region repeats (docs/label-studio.md, "Region results");
+# `item_index` is the page of a multi-page task the region was drawn on.
+SHARED_KEYS = ("to_name", "original_width", "original_height", "image_rotation", "item_index")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class DrawnRegion:
     items: tuple[dict[str, Any], ...]
     geometry: dict[str, Any]
     shared: dict[str, Any]
+    item_index: int | None = None  # its page, in a multi-page task (from 0)
 
 
 def drawn_regions(context: Mapping[str, Any] | None) -> list[DrawnRegion] | None:
@@ -51,12 +53,16 @@ def drawn_regions(context: Mapping[str, Any] | None) -> list[DrawnRegion] | None
         shaped = next((i for i in items if _geometry(i.get("value"))), None)
         if shaped is None:
             continue  # a label without a shape says nothing about where to read
+        page = shaped.get("item_index")
+        if page is not None and not _is_page(page):
+            continue  # a page that is not a page number says nothing about where to read
         found.append(
             DrawnRegion(
                 id=region_id,
                 items=tuple({**item, "id": region_id} for item in items),
                 geometry=_geometry(shaped["value"]),
                 shared={key: shaped[key] for key in SHARED_KEYS if key in shaped},
+                item_index=page,
             )
         )
     return found
@@ -78,6 +84,10 @@ def _geometry(value: Any) -> dict[str, Any]:
     if not _is_number(value.get("rotation") or 0):
         return {}
     return {key: value[key] for key in GEOMETRY_KEYS if key in value}
+
+
+def _is_page(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _is_number(value: Any) -> bool:

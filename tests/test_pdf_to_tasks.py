@@ -1,0 +1,156 @@
+"""`ocr-backend pdf-to-tasks`: PDFs made here from real images and drawn text, rendered,
+written as Label Studio import tasks; with --predict, read by real EasyOCR."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ocr_backend.__main__ import main
+from tests.support.drawing import draw_page
+
+IMAGES = Path(__file__).parent / "images"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def make_pdf(path: Path, pages: list[Image.Image], dpi: int = 100) -> Path:
+    """A PDF of the images, each page as large in points as the image at `dpi`."""
+    first, *rest = [page.convert("RGB") for page in pages]
+    first.save(path, format="PDF", save_all=True, append_images=rest, resolution=dpi)
+    return path
+
+
+@pytest.fixture
+def letter(tmp_path) -> Path:
+    page, _ = draw_page(["DEAR READER", "Invoice 2024"], font_size=40)
+    return make_pdf(tmp_path / "letter.pdf", [page])
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it: its own process, the environment's settings."""
+    environment = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ocr_backend", "pdf-to-tasks", *args],
+        capture_output=True, text=True, env=environment, timeout=280, check=False,
+    )  # fmt: skip
+
+
+def test_pages_become_one_task_with_local_files_urls_and_their_images(tmp_path, letter):
+    photo = Image.open(IMAGES / "diagram_white_on_colour.jpeg")
+    second, _ = draw_page(["SECOND PAGE"], size=(500, 700), font_size=40)
+    pdf = make_pdf(tmp_path / "two pages.pdf", [photo, second])
+    out = tmp_path / "root" / "docs"
+    status = main(["pdf-to-tasks", str(pdf), str(letter), "--out", str(out),
+                   "--document-root", str(tmp_path / "root"), "--dpi", "100"])  # fmt: skip
+    assert status == 0
+    tasks = json.loads((out / "tasks.json").read_text())
+    assert [task["data"]["document"] for task in tasks] == ["two pages.pdf", "letter.pdf"]
+    pages = tasks[0]["data"]["pages"]
+    assert pages == [
+        "/data/local-files/?d=docs/pages/two%20pages/page-0001.png",
+        "/data/local-files/?d=docs/pages/two%20pages/page-0002.png",
+    ]
+    assert "predictions" not in tasks[0]
+    # Rendered at the DPI the PDF was written with: the pages come back at their own sizes.
+    assert Image.open(out / "pages/two pages/page-0001.png").size == (1000, 300)
+    assert Image.open(out / "pages/two pages/page-0002.png").size == (500, 700)
+    assert 'valueList="$pages"' in (out / "label-config.xml").read_text()
+
+
+def test_dpi_scales_the_pages_and_a_url_prefix_names_them(tmp_path, letter):
+    out = tmp_path / "out"
+    status = main(["pdf-to-tasks", str(letter), "--out", str(out), "--dpi", "200",
+                   "--url-prefix", "https://files.example.com/docs/"])  # fmt: skip
+    assert status == 0
+    (task,) = json.loads((out / "tasks.json").read_text())
+    assert task["data"]["pages"] == ["https://files.example.com/docs/pages/letter/page-0001.png"]
+    drawn, _ = draw_page(["DEAR READER", "Invoice 2024"], font_size=40)
+    width, height = Image.open(out / "pages/letter/page-0001.png").size
+    assert abs(width - drawn.width * 2) <= 2 and abs(height - drawn.height * 2) <= 2
+
+
+def test_a_file_that_is_not_a_pdf_is_left_out_with_its_own_error(tmp_path, letter, capsys):
+    fake = tmp_path / "scan.pdf"
+    Image.open(IMAGES / "street_signs.png").save(fake, format="PNG")
+    status = main(["pdf-to-tasks", str(fake), str(letter), "--out", str(tmp_path / "out"),
+                   "--url-prefix", "http://x"])  # fmt: skip
+    assert status == 1
+    error = capsys.readouterr().err
+    assert f"{fake} is not a PDF (it starts with b'\\x89PNG" in error
+    tasks = json.loads((tmp_path / "out" / "tasks.json").read_text())
+    assert [task["data"]["document"] for task in tasks] == ["letter.pdf"]
+
+
+def test_a_damaged_pdf_says_it_cannot_be_opened(tmp_path, capsys):
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n%%EOF\n")
+    status = main(["pdf-to-tasks", str(broken), "--out", str(tmp_path / "out"),
+                   "--url-prefix", "http://x"])  # fmt: skip
+    assert status == 1
+    assert "looks like a PDF but PDFium cannot open it" in capsys.readouterr().err
+
+
+def test_a_page_too_large_at_the_dpi_fails_its_pdf_naming_the_page(tmp_path, letter, capsys):
+    small, _ = draw_page(["SMALL"], font_size=40)
+    poster = Image.new("RGB", (4000, 4000), "white")  # 40 x 40 inches at 100 DPI
+    pdf = make_pdf(tmp_path / "poster.pdf", [small, poster])
+    out = tmp_path / "out"
+    status = main(["pdf-to-tasks", str(pdf), str(letter), "--out", str(out), "--dpi", "300",
+                   "--url-prefix", "http://x"])  # fmt: skip
+    assert status == 1
+    error = capsys.readouterr().err
+    assert f"{pdf} page 2 would be 12000x12000 pixels at 300 DPI" in error
+    assert "lower --dpi or raise MAX_IMAGE_PIXELS" in error
+    assert not (out / "pages" / "poster").exists(), "a failed PDF's pages are removed"
+    tasks = json.loads((out / "tasks.json").read_text())
+    assert [task["data"]["document"] for task in tasks] == ["letter.pdf"]
+
+
+def test_pages_need_a_place_in_label_studio(tmp_path, letter, capsys, monkeypatch):
+    monkeypatch.delenv("LOCAL_FILES_DOCUMENT_ROOT", raising=False)
+    assert main(["pdf-to-tasks", str(letter), "--out", str(tmp_path / "out")]) == 2
+    assert "--document-root" in capsys.readouterr().err
+    outside = ["pdf-to-tasks", str(letter), "--out", str(tmp_path / "out"),
+               "--document-root", str(tmp_path / "elsewhere")]  # fmt: skip
+    assert main(outside) == 2
+    assert "is not under the document root" in capsys.readouterr().err
+
+
+def test_predict_puts_each_pages_regions_on_that_page(tmp_path, settings):
+    """The real command in its own process, reading with EasyOCR as `serve` would."""
+    first, _ = draw_page(["INVOICE 2024", "Total due 512"], font_size=44)
+    blank = Image.new("RGB", (400, 300), "white")
+    photo = Image.open(IMAGES / "diagram_white_on_colour.jpeg")
+    pdf = make_pdf(tmp_path / "report.pdf", [first, blank, photo])
+    env = {"LANG_LIST": "en", "MODEL_DOWNLOAD": "false", "MODEL_DIR": str(settings.model_dir),
+           "LOCAL_FILES_DOCUMENT_ROOT": str(tmp_path)}  # fmt: skip
+    done = run(str(pdf), "--out", str(tmp_path / "out"), "--dpi", "100", "--predict", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "1 task(s), 3 page(s) read" in done.stdout
+    assert "page 2: no text found" in done.stderr  # the blank page: said, not an error
+    (task,) = json.loads((tmp_path / "out" / "tasks.json").read_text())
+    assert task["data"]["pages"][0] == "/data/local-files/?d=out/pages/report/page-0001.png"
+    (prediction,) = task["predictions"]
+    assert (
+        prediction["model_version"].startswith("easyocr-") and "-en-" in prediction["model_version"]
+    )
+    texts: dict[int, set[str]] = {}
+    sizes: dict[int, set[tuple[int, int]]] = {}
+    for item in prediction["result"]:
+        sizes.setdefault(item["item_index"], set()).add(
+            (item["original_width"], item["original_height"])
+        )
+        if item["type"] == "textarea":
+            texts.setdefault(item["item_index"], set()).update(
+                word.upper() for text in item["value"]["text"] for word in text.split()
+            )
+    assert sorted(texts) == [0, 2], "the blank page has no regions, the others do"
+    assert texts[0] == {"INVOICE", "2024", "TOTAL", "DUE", "512"}
+    assert {"EASYOCR", "FRAMEWORK", "CRAFT"} <= texts[2]
+    assert sizes == {0: {first.size}, 2: {(1000, 300)}}
