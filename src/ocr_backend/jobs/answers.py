@@ -87,6 +87,9 @@ class QueuedPredictions:
         request_id: str,
     ) -> tuple[list[Prediction | NotPredicted], AnswerSummary]:
         """One entry per task, in order, by `deadline` (a time.monotonic() instant)."""
+        if project is not None:
+            # SQLite keeps UTF-8: a lone surrogate a client sent is kept escaped, as text.
+            project = project.encode("utf-8", "backslashreplace").decode("utf-8")
         scope = project or "-"
         digest = hashlib.sha256(label_config.encode()).hexdigest()
         entries = [
