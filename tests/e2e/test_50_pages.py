@@ -26,9 +26,9 @@ import pytest
 from PIL import Image
 
 from ocr_backend.documents.tasks import DOCUMENT_LABEL_CONFIG
+from tests.support.browser import Browser, browser_missing
 from tests.support.environment import REPO_ROOT
 
-from tests.support.browser import Browser, browser_missing
 from .flow import latest_prediction
 from .images import TextImage, draw_text_image
 from .labelstudio import LabelStudioApi, LabelStudioServer
