@@ -25,6 +25,8 @@ from tests.support.label_studio import OCR_TEMPLATE
 from tests.support.label_studio_server import LabelStudioServer
 from tests.support.settings import changed
 
+pytestmark = pytest.mark.slow  # real processes share one queue; pages read in the background
+
 PROJECT = "7.1763892800"
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -119,6 +121,7 @@ def has_result(item: dict) -> bool:
 CLAIMER = """
 import json, sys
 from ocr_backend.jobs.store import JobStore
+
 store = JobStore(sys.argv[1])
 claimed = []
 while (task := store.call(store.claim_next, False)) is not None:

@@ -15,6 +15,8 @@ from PIL import Image
 from ocr_backend.__main__ import main
 from tests.support.drawing import draw_page
 
+pytestmark = pytest.mark.slow  # the command as a process, PDFs rendered and read
+
 IMAGES = Path(__file__).parent / "images"
 SRC = Path(__file__).resolve().parents[1] / "src"
 
