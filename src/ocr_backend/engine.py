@@ -55,6 +55,10 @@ class Engine(Protocol):
 
     def health(self) -> dict[str, Any]: ...
 
+    async def ready(self) -> None:
+        """Returns once the engine can read; raises a RequestError (503) when it cannot."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -232,6 +236,9 @@ class OcrEngine:
     def health(self) -> dict[str, Any]:
         """Nothing to add to /health: this process's threads are up while it runs."""
         return {}
+
+    async def ready(self) -> None:
+        """This process's threads can always read."""
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -182,6 +182,7 @@ async def predict(
     )
     # Every page of a multi-page task is one image in the queue, as a task's image is.
     images = images_to_read(body.tasks, targets)
+    await predictor.engine.ready()  # a lost Ray cluster: 503 now, not work queued for nothing
     if predictor.is_interactive(context):
         # QueueFull and TooManyTasks: see handlers.py
         with queue.admit(images, pages=targets.multi_page):

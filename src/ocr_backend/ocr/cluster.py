@@ -185,6 +185,17 @@ class ClusterEngine:
             finally:
                 self._release(member)
 
+    async def ready(self) -> None:
+        """Returns once an actor is up; raises ClusterUnavailable after RAY_WAIT_SECONDS.
+
+        /predict asks before it queues work: with the whole cluster lost, the
+        answer is a 503 in RAY_WAIT_SECONDS, not tasks left waiting for nothing.
+        """
+        waiting_since: float | None = None
+        while not any(member.up for member in self._members):
+            waiting_since = self._check_wait(waiting_since)
+            await asyncio.sleep(POLL_SECONDS)
+
     def _choose(self) -> Member | None:
         """The up actor with the fewest images in hand (taking one more), or None."""
         with self._lock:
