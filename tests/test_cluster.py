@@ -73,9 +73,11 @@ def pages(tmp_path_factory: pytest.TempPathFactory):
     server.close()
 
 
-def predict_body(urls: dict[str, str]) -> dict:
+def predict_body(urls: dict[str, str], project: str = "1.1") -> dict:
+    """A /predict of these pages; each test its own project, so the job queue on disk
+    (shared through MODEL_DIR) reads them again instead of answering what it read before."""
     tasks = [{"id": i, "data": {"ocr": url}} for i, url in enumerate(urls.values(), start=1)]
-    return {"tasks": tasks, "label_config": OCR_TEMPLATE}
+    return {"tasks": tasks, "label_config": OCR_TEMPLATE, "project": project}
 
 
 async def wait_until(condition, limit: float, step: float = 0.1) -> bool:
@@ -241,7 +243,7 @@ async def test_a_node_killed_mid_batch_costs_no_task(cluster, engine, pages):
     app = create_app(engine.settings, engine=engine)
     async with async_client(app) as (client, _):
         predict = asyncio.ensure_future(
-            client.post("/predict", json=predict_body(urls), timeout=300)
+            client.post("/predict", json=predict_body(urls, project="2.1"), timeout=300)
         )
         await wait_until(lambda: sum(engine.reads_by_node.values()) >= 3 or predict.done(), 120)
         in_hand = engine.health()["cluster"]["images_in_hand"]
@@ -287,7 +289,7 @@ async def test_a_lost_cluster_answers_503_not_a_hang(cluster, engine, pages):
     async with async_client(app) as (client, _):
         assert await wait_until(lambda: not engine.health()["cluster"]["actors_up"], 60)
         started = time.monotonic()
-        body = predict_body(dict(list(urls.items())[:1]))
+        body = predict_body(dict(list(urls.items())[:1]), project="3.1")
         response = await client.post("/predict", json=body, timeout=60)
         took = time.monotonic() - started
         health = (await client.get("/health")).json()

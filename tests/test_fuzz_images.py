@@ -95,7 +95,9 @@ def jpeg_with_size(data: bytes, width: int, height: int) -> bytes:
     for marker in (b"\xff\xc0", b"\xff\xc2", b"\xff\xc1"):
         at = data.find(marker)
         if at > 0:
-            return data[: at + 5] + struct.pack(">HH", height % 65536, width % 65536) + data[at + 9 :]
+            return (
+                data[: at + 5] + struct.pack(">HH", height % 65536, width % 65536) + data[at + 9 :]
+            )
     return data
 
 
