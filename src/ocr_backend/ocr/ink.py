@@ -158,8 +158,11 @@ def _reaches_edge(box: Sequence[float], drawn: Area) -> bool:
 
 
 def _solid(line: np.ndarray, piece: tuple[int, int]) -> bool:
-    """Whether a piece of the line is a filled block: ink over nine tenths of it, 2+ wide."""
-    return piece[1] - piece[0] >= 2 and float(line[:, piece[0] : piece[1]].mean()) > 0.9
+    """Whether a piece of the line is a filled block: ink over nine tenths of it, and at
+    least 0.4 of the line's height wide, as a colour chip or checkbox is. A letter's stem
+    is as filled but narrower: a capital I first on a line is read, not dropped."""
+    wide = piece[1] - piece[0] >= max(2, 0.4 * line.shape[0])
+    return wide and float(line[:, piece[0] : piece[1]].mean()) > 0.9
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
