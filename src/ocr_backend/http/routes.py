@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -187,9 +188,11 @@ async def predict(
         # QueueFull and TooManyTasks: see handlers.py
         with queue.admit(images, pages=targets.multi_page):
             results = await predictor.predict(body.tasks, targets, context)
-    elif len(body.tasks) == 1:
-        # Someone is waiting for this one on screen: bounded, and ahead of bulk work.
-        with queue.admit(images, pages=targets.multi_page):
+    else:
+        # One task: someone is waiting for it on screen, so it is bounded by the queue and
+        # goes ahead of bulk work. More: any number, waiting on disk, not in memory.
+        one_task = len(body.tasks) == 1
+        with queue.admit(images, pages=targets.multi_page) if one_task else nullcontext():
             results, summary = await jobs.predict(
                 body.tasks,
                 project=body.project,
@@ -198,17 +201,6 @@ async def predict(
                 deadline=deadline,
                 request_id=log_context.id,
             )
-        log_context.outcome = summary.describe()
-    else:
-        # Any number of tasks: they wait on disk, not in memory.
-        results, summary = await jobs.predict(
-            body.tasks,
-            project=body.project,
-            label_config=config,
-            label_studio=label_studio,
-            deadline=deadline,
-            request_id=log_context.id,
-        )
         log_context.outcome = summary.describe()
     log_context.failed = sum(
         1 for result in results if isinstance(result, NotPredicted) and result.status == "failed"
