@@ -61,7 +61,9 @@ def white_on_blue_line(cut_neighbour: bool) -> np.ndarray:
     """A blue sign with a white line of text, as a region drawn around it; its page."""
     image = np.zeros((80, 200, 3), dtype=np.uint8)
     image[:] = (20, 60, 160)
-    image[30:50, 20:180:6] = 255  # letters: white strokes
+    for left in range(20, 176, 6):  # letters: white strokes with a bar at the top, as a T
+        image[30:50, left + 1] = 255
+        image[30:32, left : left + 3] = 255
     if cut_neighbour:
         image[10:14, 20:180:6] = 255  # the bottom of the line above, cut by the box
     return image

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 from PIL import Image
 
@@ -10,6 +12,7 @@ from ocr_backend.images.planes import as_planes, grey
 from ocr_backend.ocr.ink import ink_mask
 from ocr_backend.ocr.ink import is_one_line as _is_one_line
 from tests.support.drawing import draw_page
+from tests.support.photos import DIAGRAM, SCREENSHOT, light_on_dark
 
 
 def _ink(image: np.ndarray) -> np.ndarray:
@@ -100,3 +103,43 @@ async def test_a_lone_small_character_is_still_read(engine):
     image, (line,) = draw_page(["7"], font_size=16, margin=6)
     lines = await engine.read_region(np.asarray(image))
     assert [line.text for line in lines] == ["7"]
+
+
+def test_an_upright_box_at_a_fraction_of_a_pixel_is_cut_on_whole_pixels():
+    """Sampling between pixels blurs small text: 9-pixel `Pre-Process` read `Pra-Procoss`."""
+    image = np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8)
+    crop = crop_rectangle(image, {"x": 10.13, "y": 20.41, "width": 30.2, "height": 40.3})
+    margin = (crop.shape[0] - 40) // 2
+    left, top = round(0.1013 * 200), round(0.2041 * 100)
+    inner = crop[margin:-margin, margin:-margin]
+    assert (inner == image[top : top + inner.shape[0], left : left + inner.shape[1]]).all()
+
+
+# Boxes drawn loosely on real pages (tests/images/), where the fast one-line path once
+# read what lay beside the line as a character.
+def _region_text(engine, image: np.ndarray, value: dict) -> str:
+    crop = crop_region(image, value)
+    return " ".join(line.text for line in asyncio.run(engine.read_region(crop)))
+
+
+def test_a_labels_colour_bar_before_its_name_is_not_read_as_a_letter(engine):
+    """Label Studio's own screenshot: a red bar, then `Car`; a green one, then `Opossum`."""
+    screenshot = np.asarray(Image.open(SCREENSHOT).convert("RGB"))
+    car = {"x": 86.3218, "y": 63.5736, "width": 1.9436, "height": 3.4924, "rotation": 0}
+    opossum = {"x": 86.3218, "y": 85.0964, "width": 3.8036, "height": 2.6802, "rotation": 0}
+    assert _region_text(engine, screenshot, car) == "Car"  # was `| Car`
+    assert _region_text(engine, screenshot, opossum) == "Opossum"  # was `| Opossum`
+
+
+def test_a_dot_the_box_cut_off_a_neighbour_does_not_start_the_line(engine):
+    """Dark mode: a box around `0.82` whose left edge cuts a speck of the word before it."""
+    dark = np.asarray(light_on_dark(Image.open(SCREENSHOT).convert("RGB")))
+    value = {"x": 94.4619, "y": 74.8020, "width": 2.2309, "height": 3.0558, "rotation": 0}
+    assert _region_text(engine, dark, value) == "0.82"  # was `70.82`
+
+
+def test_small_text_in_a_frame_reads_as_readtext_reads_it(engine):
+    """The diagram's 9-pixel `Pre-Process` inside its rounded frame."""
+    diagram = np.asarray(Image.open(DIAGRAM).convert("RGB"))
+    value = {"x": 13.4, "y": 30.5333, "width": 8.62, "height": 12.9, "rotation": 0}
+    assert _region_text(engine, diagram, value) == "Pre-Process"  # was `Pra-Procoss`

@@ -42,9 +42,15 @@ def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> np.ndarray | 
     y = _percent(value["y"]) / 100 * height
     w = _percent(value["width"]) / 100 * width
     h = _percent(value["height"]) / 100 * height
-    angle = math.radians(_percent(value.get("rotation") or 0.0))
+    degrees = _percent(value.get("rotation") or 0.0)
+    angle = math.radians(degrees)
     along = (math.cos(angle), math.sin(angle))  # unit vector along the top edge
     across = (-math.sin(angle), math.cos(angle))  # unit vector down the left edge
+    if degrees % 90 == 0:
+        # An upright (or quarter-turned) box is cut on whole pixels: sampling between them
+        # blurs small text, and the recogniser read 9-pixel `Pre-Process` as `Pra-Procoss`.
+        along, across = (round(along[0]), round(along[1])), (round(across[0]), round(across[1]))
+        x, y = round(x), round(y)
     corners = [
         (x + u * along[0] + v * across[0], y + u * along[1] + v * across[1])
         for u, v in ((0, 0), (w, 0), (w, h), (0, h))

@@ -23,6 +23,8 @@ CUT_NEIGHBOUR = 0.75
 # A gap between pieces of a line wider than this many line heights parts two words
 # (EasyOCR joins boxes closer than half a height; its boxes are wider than their ink).
 WORD_GAP = 0.8
+LETTER_GAP = 0.2  # of the line's height: letters of a word are closer than this
+RULE = 0.9  # of the drawn width or height, inked: a rule, not text
 SPECK = 0.5  # of the line's height: a piece apart from the words and narrower is no word
 MARGIN = 0.2  # of the line's height around its ink, as CRAFT's boxes have: the recogniser
 # read `makseq` as `Marsed` in a box tight on the ink, right in one this much wider.
@@ -61,6 +63,7 @@ def one_line(ink: np.ndarray, drawn: Area) -> slice | None:
     spacing leaves a gap.
     """
     width = ink.shape[1]
+    ink = ink & ~_rules(ink, drawn)
     inked = ink.sum(axis=1) >= max(2, width * 0.003)  # a stray noise pixel is no ink
     bands = [band for band in _runs(inked) if band[1] - band[0] >= 2]  # nor is a speck
     if not bands:
@@ -70,7 +73,25 @@ def one_line(ink: np.ndarray, drawn: Area) -> slice | None:
     for band in bands:
         if band != line and not _cut(band, tall, drawn.top, drawn.bottom):
             return None
-    return slice(*line) if tall * 2 <= width else None
+    if tall * 2 > width or _bar_at_an_end(ink[line[0] : line[1]], drawn):
+        return None
+    return slice(*line)
+
+
+def _rules(ink: np.ndarray, drawn: Area) -> np.ndarray:
+    """Where the crop holds rules: rows inked across nine tenths of the drawn width,
+    columns down nine tenths of its height (a frame's or a table's lines), which would
+    join lines into one band, or make a band of a frame. A box drawn tight on one line
+    keeps its letters: their rows are never inked that fully."""
+    rows = slice(max(0, drawn.top), max(0, drawn.bottom))
+    columns = slice(max(0, drawn.left), max(0, drawn.right))
+    inside = ink[rows, columns]
+    if inside.size == 0:
+        return np.zeros_like(ink)
+    rule = np.zeros_like(ink)
+    rule[rows, columns] |= (inside.mean(axis=1) > RULE)[:, None]
+    rule[rows, columns] |= (inside.mean(axis=0) > RULE)[None, :]
+    return rule
 
 
 def is_one_line(ink: np.ndarray) -> bool:
@@ -91,7 +112,7 @@ def line_box(ink: np.ndarray, rows: slice, drawn: Area) -> tuple[int, int, int, 
     # Columns inked far above and below the line hold a rule or a picture's edge, not text.
     rule: np.ndarray = ink.sum(axis=0) > 2 * tall
     inked = np.asarray(line.any(axis=0))
-    pieces = _runs(inked & ~rule) or _runs(inked)
+    pieces = _slivers_cut(line, _runs(inked & ~rule) or _runs(inked), drawn)
     # A solid block first or last (a label's colour chip, a checkbox) is no letter.
     while len(pieces) > 1 and _solid(line, pieces[0]) and pieces[1][0] - pieces[0][1] >= 2:
         pieces = pieces[1:]
@@ -109,7 +130,7 @@ def line_box(ink: np.ndarray, rows: slice, drawn: Area) -> tuple[int, int, int, 
         words = words[:-1]
     # A speck apart from the words (a lone comma, a rule) is too small for EasyOCR's
     # detection to keep (its min_size); the recogniser would read it as `,` or `|`.
-    words = [word for word in words if word[1] - word[0] >= SPECK * tall] or words
+    words = [word for word in words if not _speck(word, tall)] or words
     columns = slice(words[0][0], words[-1][1])
     inked_rows = np.flatnonzero(line[:, columns].any(axis=1))
     top, bottom = (rows.start or 0) + inked_rows[0], (rows.start or 0) + inked_rows[-1] + 1
@@ -155,6 +176,69 @@ def _reaches_edge(box: Sequence[float], drawn: Area) -> bool:
         or top <= drawn.top + 1
         or bottom >= drawn.bottom - 1
     )
+
+
+def _slivers_cut(
+    line: np.ndarray, pieces: list[tuple[int, int]], drawn: Area
+) -> list[tuple[int, int]]:
+    """The pieces of a line but what the drawn area's left or right edge cut through of
+    what lay beside the box: apart from the next piece by more than letters are, a
+    filled bar (a label's colour bar, `| Opossum`) at either end, or a dot low in the
+    line at its start, where no line starts with a comma or a full stop (the recogniser
+    read one as the 7 of `70.82`). A bracket or the comma that ends a line stays."""
+    tall = line.shape[0]
+    apart = max(2, LETTER_GAP * tall)
+    while (
+        len(pieces) > 1
+        and pieces[0][0] <= drawn.left + 1
+        and pieces[1][0] - pieces[0][1] >= apart
+        and (_filled(line, pieces[0]) or _low_dot(line, pieces[0]))
+    ):
+        pieces = pieces[1:]
+    while (
+        len(pieces) > 1
+        and pieces[-1][1] >= drawn.right - 1
+        and pieces[-1][0] - pieces[-2][1] >= apart
+        and _filled(line, pieces[-1])
+    ):
+        pieces = pieces[:-1]
+    return pieces
+
+
+def _low_dot(line: np.ndarray, piece: tuple[int, int]) -> bool:
+    """Whether a piece is a speck wholly in the line's lower half: a comma, a full stop."""
+    tall = line.shape[0]
+    inked_rows = np.flatnonzero(line[:, piece[0] : piece[1]].any(axis=1))
+    return _speck(piece, tall) and len(inked_rows) > 0 and inked_rows[0] >= tall / 2
+
+
+def _speck(piece: tuple[int, int], tall: int) -> bool:
+    return piece[1] - piece[0] < SPECK * tall
+
+
+def _bar_at_an_end(line: np.ndarray, drawn: Area) -> bool:
+    """Whether the line starts or ends with a narrow filled bar apart from the rest.
+
+    A label's colour bar before its name (`| Car` in Label Studio's own
+    screenshot) and a capital I (INVOICE) look alike to ink; detection
+    tells them apart, so such a line is not read as one line whole.
+    """
+    pieces = _slivers_cut(line, _runs(line.any(axis=0)), drawn)
+    if len(pieces) < 2:
+        return False
+    first, last = pieces[0], pieces[-1]
+    return (_filled(line, first) and pieces[1][0] - first[1] >= 2) or (
+        _filled(line, last) and last[0] - pieces[-2][1] >= 2
+    )
+
+
+def _filled(line: np.ndarray, piece: tuple[int, int]) -> bool:
+    """Whether ink fills nine tenths of a piece's columns, over most of the line's height."""
+    inked_rows = np.flatnonzero(line[:, piece[0] : piece[1]].any(axis=1))
+    if len(inked_rows) < 0.6 * line.shape[0]:
+        return False
+    block = line[inked_rows[0] : inked_rows[-1] + 1, piece[0] : piece[1]]
+    return float(block.mean()) > 0.9
 
 
 def _solid(line: np.ndarray, piece: tuple[int, int]) -> bool:
