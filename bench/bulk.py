@@ -62,7 +62,8 @@ def run() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-bulk-"))
     images: list[tuple[str, Image.Image]] = list(pages())
-    images += [(p.stem, Image.open(p).convert("RGB")) for p in sorted(PHOTOS.glob("*.*"))]
+    photos = sorted(p for p in PHOTOS.iterdir() if p.suffix in {".png", ".jpeg", ".jpg"})
+    images += [(p.stem, Image.open(p).convert("RGB")) for p in photos]
     if args.small:
         images = [(n, i) for n, i in images if n.startswith(("receipt", "label", "diagram"))]
     named = []
