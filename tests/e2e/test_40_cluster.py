@@ -1,15 +1,16 @@
-"""A real Label Studio's batch read by the service on a real Ray cluster on this machine.
+"""A real Label Studio's bulk job read by the service on a real Ray cluster on this machine.
 
 The service (`python -m ocr_backend`) starts with RAY_ADDRESS naming a cluster of
 a head and two worker nodes with one CPU each, and joins it as a driver. Label
-Studio's "Retrieve predictions" sends the project's tasks in one /predict; the
-pool spreads them over both nodes. Then a second project, and one worker node
-killed halfway through its batch: every task still ends with one prediction.
+Studio's "Retrieve predictions" sends the project's tasks in one /predict; with
+a PREDICT_DEADLINE of a few seconds most of them are read after the answer, as
+a bulk job, and written through Label Studio's API. The pool spreads the job
+over both nodes. Then a second project, and one worker node killed halfway
+through its job: every task still ends with exactly one prediction.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.processes import wait_until
 from tests.support.ray_cluster import ray_cluster
 
 from .flow import OcrProject, create_ocr_project
@@ -27,6 +29,7 @@ from .service import Service
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
+DEADLINE_S = 3.0  # most tasks are left to the bulk job, read after the answer
 WORDS = ["ALPHA", "BRAVO", "CHARLIE", "DELTA", "ECHO", "FOXTROT", "GOLF", "HOTEL"]
 
 
@@ -50,6 +53,7 @@ def service(
         LABEL_STUDIO_ACCESS_TOKEN=personal_access_token,
         RAY_ADDRESS=ray_cluster_.address,
         RAY_ACTORS="2",
+        PREDICT_DEADLINE=str(DEADLINE_S),
     )
     yield service
     service.stop()
@@ -86,6 +90,29 @@ def connect(api: LabelStudioApi, project: OcrProject, service: Service) -> None:
     assert response.status_code == 201, response.text
 
 
+def retrieve(api: LabelStudioApi, project: OcrProject) -> dict[str, Any]:
+    """ "Retrieve predictions" on every task: answered within the deadline, the rest pending."""
+    started = time.monotonic()
+    answer = api.retrieve_predictions(project.id, project.task_ids)
+    assert answer.get("processed_items") == len(WORDS), answer
+    assert time.monotonic() - started < DEADLINE_S + 20, "the action waited for the job"
+    return answer
+
+
+def stored_count(api: LabelStudioApi, project: OcrProject) -> int:
+    return sum(1 for task_id in project.task_ids if api.predictions(task_id))
+
+
+def wait_for_every_task(api: LabelStudioApi, project: OcrProject, service: Service) -> None:
+    wait_until(
+        "a prediction on every task",
+        lambda: stored_count(api, project) == len(WORDS),
+        timeout_s=600,
+        child=service.process.process,
+    )
+    time.sleep(2)  # a write twice would show up now
+
+
 def check_one_prediction_each(api: LabelStudioApi, project: OcrProject) -> None:
     for task_id, image in project.image_by_task.items():
         stored = api.predictions(task_id)
@@ -104,11 +131,13 @@ def test_one_batch_from_label_studio_spreads_over_both_worker_nodes(
 ) -> None:
     project = project_of("OCR cluster", "cluster", ls_api, ocr_config, image_server, work_dir)
     connect(ls_api, project, service)
-    with timings.step(f"retrieve predictions, {len(WORDS)} tasks on 2 Ray worker nodes"):
-        answer = ls_api.retrieve_predictions(project.id, project.task_ids)
-    assert answer.get("processed_items") == len(WORDS), answer
-    (batch,) = [call for call in service.proxy.calls("/predict") if len(call.body["tasks"]) > 1]
-    assert len(batch.body["tasks"]) == len(WORDS)  # one request for the whole batch
+    with timings.step(f"bulk job of {len(WORDS)} tasks on 2 Ray worker nodes"):
+        retrieve(ls_api, project)
+        (batch,) = [call for call in service.proxy.calls("/predict") if len(call.body["tasks"]) > 1]
+        assert len(batch.body["tasks"]) == len(WORDS)  # one request for the whole batch
+        pending = [item for item in batch.answer["results"] if "result" not in item]
+        assert pending, "every task was read within the deadline: no bulk job was left"
+        wait_for_every_task(ls_api, project, service)
     check_one_prediction_each(ls_api, project)
     pool = health(service)["cluster"]
     print("images read per node:", pool["images_read_by_node"])
@@ -129,23 +158,19 @@ def test_a_node_killed_mid_batch_costs_no_task(
     project = project_of("OCR cluster kill", "kill", ls_api, ocr_config, image_server, work_dir)
     connect(ls_api, project, service)
     before = sum(health(service)["cluster"]["images_read_by_node"].values())
-    answers: list[dict[str, Any]] = []
-    retrieving = threading.Thread(
-        target=lambda: answers.append(ls_api.retrieve_predictions(project.id, project.task_ids))
-    )
-    with timings.step(f"retrieve predictions, {len(WORDS)} tasks, a worker node killed"):
-        retrieving.start()
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and retrieving.is_alive():
-            read = sum(health(service)["cluster"]["images_read_by_node"].values()) - before
-            if read >= 3:
-                break
-            time.sleep(0.2)
-        # The main thread: Ray stops a node only from there.
+    with timings.step(f"bulk job of {len(WORDS)} tasks, a worker node killed halfway"):
+        retrieve(ls_api, project)
+        wait_until(
+            "three images of the job read",
+            lambda: sum(health(service)["cluster"]["images_read_by_node"].values()) - before >= 3,
+            timeout_s=300,
+            interval_s=0.2,
+            child=service.process.process,
+        )
+        assert stored_count(ls_api, project) < len(WORDS), "the job ended before the kill"
+        # From the main thread: Ray stops a node only from there.
         ray_cluster_.remove_node(node_1, allow_graceful=False)
-        retrieving.join(timeout=600)
-    assert not retrieving.is_alive()
-    assert answers and answers[0].get("processed_items") == len(WORDS), answers
+        wait_for_every_task(ls_api, project, service)
     check_one_prediction_each(ls_api, project)
     state = health(service)
     print("after the kill:", state["cluster"])
