@@ -32,7 +32,8 @@ from tests.support.environment import REPO_ROOT as ROOT
 
 def photos(count: int) -> dict[str, bytes]:
     """The real photos, then variants of them, `count` in all, as JPEG files."""
-    originals = [Image.open(p).convert("RGB") for p in sorted((ROOT / "tests/images").glob("*"))]
+    files_ = sorted((ROOT / "tests/images").iterdir())
+    originals = [Image.open(p).convert("RGB") for p in files_ if p.suffix in {".png", ".jpeg"}]
     files = {}
     for index in range(count):
         image = originals[index % len(originals)]
