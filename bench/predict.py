@@ -24,16 +24,10 @@ import httpx
 import numpy as np
 
 from bench.pages import pages
+from ocr_backend.label_studio.config import STOCK_OCR_CONFIG as OCR_TEMPLATE
 from tests.support.image_server import ImageServer
 from tests.support.load import rss_bytes
 from tests.support.service import ServiceProcess, console_script
-
-OCR_TEMPLATE = (
-    '<View><Image name="image" value="$ocr"/><Labels name="label" toName="image">'
-    '<Label value="Text"/></Labels><Rectangle name="bbox" toName="image"/>'
-    '<Polygon name="poly" toName="image"/>'
-    '<TextArea name="transcription" toName="image" perRegion="true"/></View>'
-)
 
 
 def rss_mib(pid: int) -> float:

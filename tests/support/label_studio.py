@@ -6,26 +6,7 @@ sends and when.
 
 from __future__ import annotations
 
-OCR_TEMPLATE = """<View>
-  <Image name="image" value="$ocr"/>
-  <Labels name="label" toName="image">
-    <Label value="Text" background="green"/>
-    <Label value="Handwriting" background="blue"/>
-  </Labels>
-  <Rectangle name="bbox" toName="image" strokeWidth="3"/>
-  <Polygon name="poly" toName="image" strokeWidth="3"/>
-  <TextArea name="transcription" toName="image"
-            editable="true"
-            perRegion="true"
-            required="true"
-            maxSubmissions="1"
-            rows="5"
-            placeholder="Recognized Text"
-            displayMode="region-list"
-            />
-</View>
-"""
-"""Label Studio's stock template: Computer Vision > Optical Character Recognition."""
+from ocr_backend.label_studio.config import STOCK_OCR_CONFIG as OCR_TEMPLATE  # noqa: F401
 
 
 def ls_predict_body(*images: str, task_ids=None) -> dict:

@@ -9,21 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..label_studio.config import STOCK_OCR_CONFIG
+
 # A 260x80 black-and-white PNG with the word HELLO in DejaVu Sans Bold.
 HELLO_PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAQQAAABQAQAAAADXGzbyAAAA8UlEQVR42u2VsW3DMBBF3xEsrgo8gkbwACk4GgNkMHoDj+BsECONZCi5FLJsSyGlwikMg9cReLj/75MHirFcR8daVaISz0r8uL+EYxfeRLsN3wpfFlZ67NnPCQOI0EIPJNo5IWdCwYNFTmuz9NOjB6ABoxtGEWcZH4cbH05Y9tF7Yrwz01YJaTmPTI+pj6yKSQDZ3HP7/+IDCMt5iKWEfZZVbKKi8443PsZQSaVpCyqX9zGq+J5ohfcxboMV8xhUnJ0k70NUj/LeSUBdwemwCXzEWbLXPHwLr9AEdOVetmwzKs1V5fAi08Sk/oSVqMSDEb/3x1IHHKvw0wAAAABJRU5ErkJggg=="  # noqa: E501
 
-OCR_TEMPLATE = """<View>
-  <Image name="image" value="$ocr"/>
-  <Labels name="label" toName="image">
-    <Label value="Text" background="green"/>
-    <Label value="Handwriting" background="blue"/>
-  </Labels>
-  <Rectangle name="bbox" toName="image" strokeWidth="3"/>
-  <Polygon name="poly" toName="image" strokeWidth="3"/>
-  <TextArea name="transcription" toName="image" editable="true" perRegion="true"
-            required="true" maxSubmissions="1" rows="5" placeholder="Recognized Text"
-            displayMode="region-list"/>
-</View>"""
 
 PREDICT_EXAMPLES: dict[str, Any] = {
     "inline image": {
@@ -31,7 +21,7 @@ PREDICT_EXAMPLES: dict[str, Any] = {
         "value": {
             "tasks": [{"id": 1, "data": {"ocr": HELLO_PNG}}],
             "project": "1.1763892800",
-            "label_config": OCR_TEMPLATE,
+            "label_config": STOCK_OCR_CONFIG,
             "params": {"context": None},
         },
     },
@@ -42,7 +32,7 @@ SETUP_EXAMPLES: dict[str, Any] = {
         "summary": "What Label Studio sends when a project connects",
         "value": {
             "project": "1.1763892800",
-            "schema": OCR_TEMPLATE,
+            "schema": STOCK_OCR_CONFIG,
             "hostname": "http://localhost:8080",
             "access_token": "",
             "extra_params": None,

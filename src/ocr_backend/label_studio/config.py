@@ -19,6 +19,21 @@ from ..errors import LabelConfigError
 
 BACKEND_LABEL = "Text"  # the one class EasyOCR finds; LABEL_MAPPINGS_FILE renames it
 
+# Label Studio's stock template, Computer Vision > Optical Character Recognition, as
+# Label Studio 1.23.2 ships it: what most projects that connect this service use.
+STOCK_OCR_CONFIG = """<View>
+  <Image name="image" value="$ocr"/>
+  <Labels name="label" toName="image">
+    <Label value="Text" background="green"/>
+    <Label value="Handwriting" background="blue"/>
+  </Labels>
+  <Rectangle name="bbox" toName="image" strokeWidth="3"/>
+  <Polygon name="poly" toName="image" strokeWidth="3"/>
+  <TextArea name="transcription" toName="image" editable="true" perRegion="true"
+            required="true" maxSubmissions="1" rows="5" placeholder="Recognized Text"
+            displayMode="region-list"/>
+</View>"""
+
 EXAMPLE_TEXTAREA = (
     '<TextArea name="transcription" toName="{image}" perRegion="true" '
     'editable="true" displayMode="region-list"/>'
