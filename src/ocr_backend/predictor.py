@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,12 +138,9 @@ class Predictor:
         """
         if targets.multi_page:
             return await self._read_pages(task, targets, context, priority, at_engine)
-        async with self.slots[priority]:
-            page = await self._load_image(task, targets, context)
-            async with self.engine_gate.slot(priority):
-                if at_engine is not None:
-                    at_engine.set()
-                lines = await self.engine.read(page)
+        page, lines = await self._load_and_read(
+            lambda: self._load_image(task, targets, context), priority, at_engine
+        )
         kept = self._confident(lines)
         height, width = page.shape[:2]
         result = lines_to_regions(kept, targets, width, height)
@@ -198,16 +195,28 @@ class Predictor:
     ) -> tuple[list[TextLine], int, int]:
         """One page's lines and size; a TaskError names the page."""
         try:
-            async with self.slots[priority]:
-                page = await self._load_ref(ref, task, context)
-                async with self.engine_gate.slot(priority):
-                    if at_engine is not None:
-                        at_engine.set()
-                    lines = await self.engine.read(page)
+            page, lines = await self._load_and_read(
+                lambda: self._load_ref(ref, task, context), priority, at_engine
+            )
         except TaskError as exc:
             raise page_error(exc, index, pages) from None
         height, width = page.shape[:2]
         return lines, width, height
+
+    async def _load_and_read(
+        self,
+        load: Callable[[], Awaitable[np.ndarray]],
+        priority: Priority,
+        at_engine: asyncio.Event | None,
+    ) -> tuple[np.ndarray, list[TextLine]]:
+        """A page loaded in one of the priority's image slots, then read when the engine
+        lets this priority in; `at_engine` is set as the engine starts reading it."""
+        async with self.slots[priority]:
+            page = await load()
+            async with self.engine_gate.slot(priority):
+                if at_engine is not None:
+                    at_engine.set()
+                return page, await self.engine.read(page)
 
     async def _read_drawn(
         self,

@@ -223,7 +223,7 @@ def _bar_at_an_end(line: np.ndarray, drawn: Area) -> bool:
     screenshot) and a capital I (INVOICE) look alike to ink; detection
     tells them apart, so such a line is not read as one line whole.
     """
-    pieces = _slivers_cut(line, _runs(line.any(axis=0)), drawn)
+    pieces = _slivers_cut(line, _runs(np.asarray(line.any(axis=0))), drawn)
     if len(pieces) < 2:
         return False
     first, last = pieces[0], pieces[-1]
