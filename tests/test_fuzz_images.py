@@ -115,7 +115,8 @@ def gif_with_size(data: bytes, width: int, height: int) -> bytes:
 def bmp_with_size(data: bytes, width: int, height: int) -> bytes:
     if not data.startswith(b"BM") or len(data) < 26:
         return data
-    return data[:18] + struct.pack("<ii", width, height) + data[26:]
+    # Signed 32-bit fields (a negative height is a top-down BMP): sizes wrap within them.
+    return data[:18] + struct.pack("<II", width % 2**32, height % 2**32) + data[26:]
 
 
 RESIZERS = (png_with_size, jpeg_with_size, gif_with_size, bmp_with_size)

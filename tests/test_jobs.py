@@ -119,13 +119,19 @@ def has_result(item: dict) -> bool:
 # -- the queue file ---------------------------------------------------------------------
 
 CLAIMER = """
-import json, sys
+import json, os, sys, time
+from pathlib import Path
 from ocr_backend.jobs.store import JobStore
 
-store = JobStore(sys.argv[1])
+folder = Path(sys.argv[1])
+store = JobStore(folder)
+(folder / f"ready-{os.getpid()}").touch()
+while not (folder / "go").exists():  # all start claiming together
+    time.sleep(0.01)
 claimed = []
 while (task := store.call(store.claim_next, False)) is not None:
     claimed.append(task.key)
+    time.sleep(0.002)  # a worker reads between claims
 store.close()
 print(json.dumps(claimed))
 """
@@ -147,6 +153,10 @@ def test_processes_claiming_from_one_queue_never_take_the_same_task(tmp_path):
         )
         for _ in range(3)
     ]
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("ready-*"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
     claimed = [json.loads(worker.communicate(timeout=120)[0]) for worker in workers]
     every = [key for keys in claimed for key in keys]
     assert sorted(every) == sorted(entry.key for entry in entries)  # all, none twice

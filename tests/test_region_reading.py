@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 from PIL import Image
 
-from ocr_backend.images.crop import crop_polygon, crop_rectangle, crop_region
+from ocr_backend.images.crop import crop_polygon, crop_rectangle, crop_region, pad, padded_margin
 from ocr_backend.images.planes import as_planes, grey
 from ocr_backend.ocr.ink import ink_mask
 from ocr_backend.ocr.ink import is_one_line as _is_one_line
@@ -143,3 +143,28 @@ def test_small_text_in_a_frame_reads_as_readtext_reads_it(engine):
     diagram = np.asarray(Image.open(DIAGRAM).convert("RGB"))
     value = {"x": 13.4, "y": 30.5333, "width": 8.62, "height": 12.9, "rotation": 0}
     assert _region_text(engine, diagram, value) == "Pre-Process"  # was `Pra-Procoss`
+
+
+def test_the_margin_of_a_padded_crop_is_known_from_its_size_alone():
+    """On plain paper the margin and the box's own blank edge look alike; its size tells."""
+    for height in (3, 10, 22, 23, 50, 91, 92, 400):
+        for width in (3, 17, 60, 1000):
+            crop = np.zeros((height, width, 3), dtype=np.uint8)
+            padded = pad(crop)
+            margin = (padded.shape[0] - height) // 2
+            assert padded_margin(padded.shape) == margin
+
+
+async def test_a_capital_i_first_on_a_line_on_plain_paper_is_read(engine):
+    """A box with a blank margin of its own around `INVOICE 2024`: the I is no cut sliver."""
+    image, lines = draw_page(["HELLO WORLD", "INVOICE 2024"])
+    left, top, right, bottom = lines[1].box
+    width, height = image.size
+    value = {  # 12 pixels of blank paper around the line, as Label Studio's tests draw it
+        "x": (left - 12) / width * 100,
+        "y": (top - 12) / height * 100,
+        "width": (right - left + 24) / width * 100,
+        "height": (bottom - top + 24) / height * 100,
+    }
+    crop = crop_region(np.asarray(image.convert("RGB")), value)
+    assert [line.text for line in await engine.read_region(crop)] == ["INVOICE 2024"]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .images.crop import padded_margin
 from .images.planes import as_planes, colour, grey
 from .metrics import ENGINE_LOAD_SECONDS, OCR_SECONDS
 from .ocr.ink import Area, cut_neighbours, ink_mask, line_box, one_line
@@ -253,10 +254,19 @@ def _lines(found: list[tuple[Any, Any, Any]]) -> list[TextLine]:
 def _drawn_area(planes: np.ndarray) -> Area:
     """The part of a padded crop that the user drew: inside its margin of one flat colour.
 
-    images/crop.py pads a region with a margin of exactly its paper colour;
-    of an unpadded crop, this is about all of it.
+    images/crop.py pads a region with a margin of exactly its paper colour, as
+    wide as its size says (`padded_margin`). A crop without such a margin is
+    taken to be drawn inside whatever flat frame it has: of an unpadded crop,
+    about all of it.
     """
     same = (planes == planes[:1, :1]).all(axis=2)
+    margin = padded_margin(planes.shape)
+    if margin is not None:
+        height, width = same.shape
+        frame = np.ones_like(same)
+        frame[margin : height - margin, margin : width - margin] = False
+        if same[frame].all():
+            return Area(margin, height - margin, margin, width - margin)
     rows, columns = _inner(same.all(axis=1)), _inner(same.all(axis=0))
     return Area(rows[0], rows[1], columns[0], columns[1])
 

@@ -10,6 +10,7 @@ import glob
 import os
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,10 @@ class LabelStudioApi:
 
     def predictions(self, task_id: int) -> list[dict[str, Any]]:
         return self.call("GET", "/api/predictions/", params={"task": task_id})
+
+    def tasks_with_predictions(self, task_ids: Iterable[int]) -> int:
+        """How many of the tasks have at least one prediction stored."""
+        return sum(1 for task_id in task_ids if self.predictions(task_id))
 
     def connect_backend(self, project_id: int, url: str, **fields: Any) -> httpx.Response:
         body = {"project": project_id, "url": url, "title": "ocr-backend", **fields}

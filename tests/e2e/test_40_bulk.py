@@ -82,10 +82,6 @@ def check_each_task_has_one_prediction(
         assert expected[task_id] <= words(texts), (task_id, texts)
 
 
-def stored_count(api: LabelStudioApi, task_ids) -> int:
-    return sum(1 for found in predictions_by_task(api, task_ids).values() if found)
-
-
 def test_retrieve_predictions_on_more_than_fits_stores_each_task_once_across_a_kill(
     service_factory: Callable[..., Any],
     label_studio: LabelStudioServer,
@@ -118,26 +114,26 @@ def test_retrieve_predictions_on_more_than_fits_stores_each_task_once_across_a_k
     assert len(items) == len(expected)
     pending = [item for item in items if "result" not in item]
     assert pending and all(item["status"] == "pending" for item in pending), items
-    answered = stored_count(ls_api, expected)
+    answered = ls_api.tasks_with_predictions(expected)
     assert answered == len(expected) - len(pending)  # Label Studio stored what was answered
 
     # Halfway through the background work: killed without warning.
     wait_until(
         "a prediction written through the API",
-        lambda: stored_count(ls_api, expected) > answered,
+        lambda: ls_api.tasks_with_predictions(expected) > answered,
         timeout_s=300,
         child=service.process.process,
     )
     os.killpg(service.process.pid, signal.SIGKILL)
     service.stop()
-    at_kill = stored_count(ls_api, expected)
+    at_kill = ls_api.tasks_with_predictions(expected)
     assert at_kill < len(expected), "all were written before the kill: nothing left to resume"
 
     restarted = service_factory("bulk-restarted", **settings)
     with timings.step("bulk job finished after the restart"):
         wait_until(
             "every task with a prediction",
-            lambda: stored_count(ls_api, expected) == len(expected),
+            lambda: ls_api.tasks_with_predictions(expected) == len(expected),
             timeout_s=400,
             child=restarted.process.process,
         )
@@ -174,14 +170,14 @@ def test_annotate_interrupted_and_run_again_writes_each_task_once(
     first = ChildProcess("annotate", command, env, artifacts / "annotate-1.log", cwd=REPO_ROOT)
     wait_until(
         "annotate's first prediction",
-        lambda: stored_count(ls_api, expected) > 0,
+        lambda: ls_api.tasks_with_predictions(expected) > 0,
         timeout_s=300,
         child=first,
     )
     os.killpg(first.pid, signal.SIGINT)  # Ctrl-C
     assert first.proc.wait(timeout=120) == 130
     first.stop()
-    after_first = stored_count(ls_api, expected)
+    after_first = ls_api.tasks_with_predictions(expected)
     assert 0 < after_first < len(expected)
     assert "interrupted: run the same command again" in first.log_path.read_text()
 

@@ -99,14 +99,10 @@ def retrieve(api: LabelStudioApi, project: OcrProject) -> dict[str, Any]:
     return answer
 
 
-def stored_count(api: LabelStudioApi, project: OcrProject) -> int:
-    return sum(1 for task_id in project.task_ids if api.predictions(task_id))
-
-
 def wait_for_every_task(api: LabelStudioApi, project: OcrProject, service: Service) -> None:
     wait_until(
         "a prediction on every task",
-        lambda: stored_count(api, project) == len(WORDS),
+        lambda: api.tasks_with_predictions(project.task_ids) == len(WORDS),
         timeout_s=600,
         child=service.process.process,
     )
@@ -167,7 +163,9 @@ def test_a_node_killed_mid_batch_costs_no_task(
             interval_s=0.2,
             child=service.process.process,
         )
-        assert stored_count(ls_api, project) < len(WORDS), "the job ended before the kill"
+        assert ls_api.tasks_with_predictions(project.task_ids) < len(WORDS), (
+            "the job ended before the kill"
+        )
         # From the main thread: Ray stops a node only from there.
         ray_cluster_.remove_node(node_1, allow_graceful=False)
         wait_for_every_task(ls_api, project, service)

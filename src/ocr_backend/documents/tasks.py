@@ -11,27 +11,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
+from ..label_studio.config import STOCK_OCR_CONFIG
+
 # The stock OCR template (Computer Vision > Optical Character Recognition), with the
 # Image reading a list of pages instead of one image.
-DOCUMENT_LABEL_CONFIG = """<View>
-  <Image name="image" valueList="$pages"/>
-  <Labels name="label" toName="image">
-    <Label value="Text" background="green"/>
-    <Label value="Handwriting" background="blue"/>
-  </Labels>
-  <Rectangle name="bbox" toName="image" strokeWidth="3"/>
-  <Polygon name="poly" toName="image" strokeWidth="3"/>
-  <TextArea name="transcription" toName="image"
-            editable="true"
-            perRegion="true"
-            required="true"
-            maxSubmissions="1"
-            rows="5"
-            placeholder="Recognized Text"
-            displayMode="region-list"
-            />
-</View>
-"""
+DOCUMENT_LABEL_CONFIG = STOCK_OCR_CONFIG.replace('value="$ocr"', 'valueList="$pages"', 1)
 
 LOCAL_FILES_PATH = "/data/local-files/?d="
 

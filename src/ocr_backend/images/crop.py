@@ -118,7 +118,7 @@ def pad(crop: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
     paper = np.median(region[:: max(1, len(region) // 100_000)], axis=0).astype(crop.dtype)
     painted = crop.copy()
     painted[~inside] = paper
-    margin = min(32, max(8, round(min(crop.shape[:2]) * 0.35)))
+    margin = _margin(min(crop.shape[:2]))
     planes = 1 if crop.ndim == 2 else crop.shape[2]
     return cv2.copyMakeBorder(
         painted,
@@ -129,6 +129,21 @@ def pad(crop: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
         cv2.BORDER_CONSTANT,
         value=[float(v) for v in np.broadcast_to(paper, (planes,))],
     )
+
+
+def _margin(shorter_side: int) -> int:
+    return min(32, max(8, round(shorter_side * 0.35)))
+
+
+def padded_margin(shape: tuple[int, ...]) -> int | None:
+    """The margin `pad` gave a crop of this (padded) shape; None when no crop `pad` makes
+    has it. Where the user's box ends is then known even on plain paper, where the
+    margin and the box's own blank edge look the same."""
+    shorter = min(shape[:2])
+    for margin in range(8, 33):
+        if shorter - 2 * margin > 0 and _margin(shorter - 2 * margin) == margin:
+            return margin
+    return None
 
 
 def _percent(value: Any) -> float:
