@@ -210,6 +210,7 @@ def test_setup_refuses_a_label_mapping_to_a_label_the_config_lacks(settings, cli
         ({"tasks": []}, "tasks"),
         ({"tasks": [{"id": 1}]}, "data"),
         ({"tasks": "all"}, "tasks"),
+        ({"tasks": [{"id": 2**63, "data": {"ocr": "x.png"}}]}, "id"),  # over 64 bits (fuzzer)
     ],
 )
 def test_a_body_that_is_not_a_predict_request_is_a_422_naming_the_field(client, body, field):

@@ -17,8 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from ocr_backend.api import create_app
+from ocr_backend.jobs.answers import label_studio_project
 from ocr_backend.jobs.priority import Priority, PriorityGate
 from ocr_backend.jobs.store import Entry, JobStore
+from ocr_backend.label_studio.schemas import Task
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
 from tests.support.label_studio import OCR_TEMPLATE
@@ -308,3 +310,19 @@ async def test_work_left_queued_by_a_stopped_process_is_read_at_the_next_start(
     assert job["failed"] == 0
     assert [row["state"] for row in rows] == ["done", "done"]
     assert all(json.loads(row["result"]) for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("project", "extra", "expected"),
+    [
+        ("12.1700000000", None, 12),
+        ("9" * 30 + ".1", None, None),  # beyond 64 bits: no project to write to (fuzzer)
+        ("².1", None, None),  # a digit to str.isdigit, not to int()
+        (None, 7, 7),
+        (None, True, None),
+        (None, 2**70, None),
+    ],
+)
+def test_the_label_studio_project_is_a_64_bit_id_or_none(project, extra, expected):
+    task = Task(id=1, data={}, **({} if extra is None else {"project": extra}))
+    assert label_studio_project(project, task) == expected

@@ -37,14 +37,18 @@ def task_key(project: str, task: Task, model_version: str) -> str:
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
+MAX_ID = 2**63 - 1  # Label Studio's ids are 64-bit, as the queue's SQLite integers are
+
+
 def label_studio_project(project: str | None, task: Task) -> int | None:
     """The project's id in Label Studio: `"<id>.<created>"`, else the task's `project`."""
     if project:
         head = project.split(".", 1)[0]
-        if head.isdigit():
+        if head.isascii() and head.isdigit() and int(head) <= MAX_ID:
             return int(head)
     value = (task.model_extra or {}).get("project")
-    return value if isinstance(value, int) else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+    return value if ok else None
 
 
 @dataclass(frozen=True)

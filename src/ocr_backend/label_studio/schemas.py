@@ -12,7 +12,12 @@ class Task(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    id: int | None = None
+    id: int | None = Field(
+        default=None,
+        ge=-(2**63),
+        le=2**63 - 1,
+        description="The task's id in Label Studio, a 64-bit integer.",
+    )
     data: dict[str, Any] = Field(
         description="The task's data; the Image tag's $variable names the key."
     )
