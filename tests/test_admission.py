@@ -16,7 +16,7 @@ from ocr_backend.errors import QueueFull, TooManyTasks
 from ocr_backend.http.admission import AdmissionQueue
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
-from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.label_studio import OCR_TEMPLATE, drawn_rectangle
 from tests.support.settings import changed
 
 
@@ -57,11 +57,8 @@ async def test_a_full_queue_answers_503_at_once_while_health_stays_quick(
     url = image_server.put("queue.png", page)
     app = create_app(changed(settings, max_queue=2), engine=engine)
     width, height = page.size
-    drawn = {  # the user drew a box around the whole page: interactive pre-annotation
-        "original_width": width, "original_height": height, "image_rotation": 0,
-        "value": {"x": 0, "y": 0, "width": 100, "height": 100, "rotation": 0},
-        "id": "box", "from_name": "bbox", "to_name": "image", "type": "rectangle",
-    }  # fmt: skip
+    # The user drew a box around the whole page: interactive pre-annotation.
+    drawn = drawn_rectangle((0, 0, width, height), page.size, region_id="box")
 
     def body(tasks: int) -> dict:
         data = [{"id": i, "data": {"ocr": url}} for i in range(tasks)]

@@ -27,7 +27,7 @@ from ocr_backend.settings import Settings
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
 from tests.support.image_server import ImageServer
-from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.label_studio import OCR_TEMPLATE, drawn_rectangle
 from tests.support.ray_cluster import add_worker, listening_addresses, ray_cluster, ray_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -137,16 +137,6 @@ def test_actors_that_fit_nowhere_stop_start_up_with_what_the_cluster_has(cluster
     message = str(caught.value)
     assert "only 0 of RAY_ACTORS=2" in message
     assert "GPU 2" in message and "GPU 1" in message and "CPU 2" in message
-
-
-def drawn_rectangle(box, size) -> dict:
-    """A rectangle a user drew around a pixel box, as Label Studio sends it in the context."""
-    (left, top, right, bottom), (width, height) = box, size
-    value = {"x": left / width * 100, "y": top / height * 100, "rotation": 0}
-    value |= {"width": (right - left) / width * 100, "height": (bottom - top) / height * 100}
-    return {"original_width": width, "original_height": height, "image_rotation": 0,
-            "value": value, "id": "drawn", "from_name": "bbox", "to_name": "image",
-            "type": "rectangle", "origin": "manual"}  # fmt: skip
 
 
 async def test_the_lifespan_joins_the_cluster_and_a_drawn_region_is_read_there(

@@ -15,7 +15,7 @@ from PIL import Image
 from ocr_backend.label_studio.regions import drawn_regions, reading_order
 from ocr_backend.ocr.lines import TextLine
 from tests.support.drawing import draw_page
-from tests.support.label_studio import ls_predict_body
+from tests.support.label_studio import drawn_rectangle, ls_predict_body
 
 PAGE_LINES = ["SHIPPING LABEL", "Order 4711", "Berlin"]
 
@@ -24,28 +24,6 @@ PAGE_LINES = ["SHIPPING LABEL", "Order 4711", "Berlin"]
 def page(image_server):
     image, drawn = draw_page(PAGE_LINES, font_size=44, gap=50)
     return image_server.put("interactive-page.png", image), image, drawn
-
-
-def rectangle(box, size, *, region_id="user-box-1", rotation=0.0, from_name="bbox") -> dict:
-    """A rectangle the user drew around a pixel box, as Label Studio sends it."""
-    (left, top, right, bottom), (width, height) = box, size
-    return {
-        "original_width": width,
-        "original_height": height,
-        "image_rotation": 0,
-        "value": {
-            "x": left / width * 100,
-            "y": top / height * 100,
-            "width": (right - left) / width * 100,
-            "height": (bottom - top) / height * 100,
-            "rotation": rotation,
-        },
-        "id": region_id,
-        "from_name": from_name,
-        "to_name": "image",
-        "type": "rectangle",
-        "origin": "manual",
-    }
 
 
 def around(box, margin: float = 8) -> tuple[float, float, float, float]:
@@ -75,7 +53,7 @@ def texts(prediction: dict) -> dict[str, str]:
 
 def test_a_box_around_line_two_reads_exactly_line_two(client, page):
     url, image, drawn = page
-    drawn_box = rectangle(around(drawn[1].box), image.size)
+    drawn_box = drawn_rectangle(around(drawn[1].box), image.size)
     prediction = interactive(client, url, drawn_box)
     assert texts(prediction) == {"user-box-1": "Order 4711"}
     assert len(prediction["result"]) == 2  # the user's rectangle and its text: nothing else
@@ -84,7 +62,7 @@ def test_a_box_around_line_two_reads_exactly_line_two(client, page):
 
 def test_the_users_id_geometry_and_labels_come_back_unchanged(client, page):
     url, image, drawn = page
-    shape = rectangle(around(drawn[0].box), image.size, region_id="Xy7_kLmN0q")
+    shape = drawn_rectangle(around(drawn[0].box), image.size, region_id="Xy7_kLmN0q")
     label = {**shape, "from_name": "label", "type": "labels",
              "value": {**shape["value"], "labels": ["Handwriting"]}}  # fmt: skip
     prediction = interactive(client, url, shape, label)
@@ -107,7 +85,9 @@ def test_a_box_over_two_lines_reads_them_top_to_bottom_one_per_line(client, page
     left, top, _, _ = drawn[0].box
     _, _, right, bottom = drawn[1].box
     right = max(right, drawn[0].box[2])
-    prediction = interactive(client, url, rectangle(around((left, top, right, bottom)), image.size))
+    prediction = interactive(
+        client, url, drawn_rectangle(around((left, top, right, bottom)), image.size)
+    )
     assert texts(prediction) == {"user-box-1": "SHIPPING LABEL\nOrder 4711"}
 
 
@@ -136,8 +116,8 @@ def test_a_polygon_reads_the_text_inside_it(client, page):
 
 def test_two_boxes_in_one_context_each_get_their_own_text(client, page):
     url, image, drawn = page
-    first = rectangle(around(drawn[0].box), image.size, region_id="first")
-    third = rectangle(around(drawn[2].box), image.size, region_id="third")
+    first = drawn_rectangle(around(drawn[0].box), image.size, region_id="first")
+    third = drawn_rectangle(around(drawn[2].box), image.size, region_id="third")
     prediction = interactive(client, url, first, third)
     assert texts(prediction) == {"first": "SHIPPING LABEL", "third": "Berlin"}
     assert [item["id"] for item in prediction["result"]] == ["first", "first", "third", "third"]
@@ -147,8 +127,8 @@ def test_an_empty_box_and_a_box_outside_the_image_get_empty_text(client, page):
     url, image, drawn = page
     width, height = image.size
     below_text = (10, drawn[2].box[3] + 10, width - 10, height - 2)
-    blank = rectangle(below_text, image.size, region_id="blank")
-    outside = rectangle((width + 50, 10, width + 300, 60), image.size, region_id="outside")
+    blank = drawn_rectangle(below_text, image.size, region_id="blank")
+    outside = drawn_rectangle((width + 50, 10, width + 300, 60), image.size, region_id="outside")
     prediction = interactive(client, url, blank, outside)
     assert texts(prediction) == {"blank": "", "outside": ""}
     assert prediction["score"] == 0.0
@@ -173,7 +153,7 @@ def test_a_rotated_rectangle_around_rotated_text_reads_it(client, image_server):
 
     left, top, right, bottom = around(line.box)
     corner_x, corner_y = turn(left, top)
-    box = rectangle((corner_x, corner_y, corner_x + right - left, corner_y + bottom - top),
+    box = drawn_rectangle((corner_x, corner_y, corner_x + right - left, corner_y + bottom - top),
                     page.size, rotation=angle)  # fmt: skip
     prediction = interactive(client, url, box)
     assert texts(prediction) == {"user-box-1": "TURNED TEXT"}
@@ -187,9 +167,9 @@ def test_the_second_call_on_the_same_image_does_not_fetch_it_again(client, image
     def fetches() -> int:
         return sum(path == "/fetch-once.png" for path, _ in image_server.requests)
 
-    first = interactive(client, url, rectangle(around(drawn[0].box), image.size))
+    first = interactive(client, url, drawn_rectangle(around(drawn[0].box), image.size))
     assert fetches() == 1
-    second = interactive(client, url, rectangle(around(drawn[1].box), image.size))
+    second = interactive(client, url, drawn_rectangle(around(drawn[1].box), image.size))
     assert fetches() == 1
     assert (texts(first), texts(second)) == (
         {"user-box-1": "FETCH ONCE"},
@@ -199,14 +179,14 @@ def test_the_second_call_on_the_same_image_does_not_fetch_it_again(client, image
 
 def test_a_context_without_an_area_returns_no_regions(client, page):
     url, image, _ = page
-    keypoint = {**rectangle((10, 10, 20, 20), image.size), "type": "keypointlabels",
+    keypoint = {**drawn_rectangle((10, 10, 20, 20), image.size), "type": "keypointlabels",
                 "value": {"x": 5, "y": 5, "width": 1, "keypointlabels": ["Text"]}}  # fmt: skip
     assert interactive(client, url, keypoint)["result"] == []
 
 
 def test_an_unreachable_image_is_an_error_in_the_prediction_not_a_failure(client, image_server):
     body = ls_predict_body(image_server.url("missing-interactive.png"))
-    body["params"]["context"] = {"result": [rectangle((0, 0, 10, 10), (100, 100))]}
+    body["params"]["context"] = {"result": [drawn_rectangle((0, 0, 10, 10), (100, 100))]}
     (prediction,) = client.post("/predict", json=body).json()["results"]
     assert "result" not in prediction and prediction["status"] == "failed"
     assert "HTTP 404" in prediction["error"]
@@ -222,7 +202,7 @@ def test_no_context_or_an_empty_one_is_not_interactive():
 
 
 def test_items_of_one_region_are_grouped_and_broken_shapes_skipped():
-    shape = rectangle((0, 0, 10, 10), (100, 100), region_id="r")
+    shape = drawn_rectangle((0, 0, 10, 10), (100, 100), region_id="r")
     label = {**shape, "type": "labels", "from_name": "label",
              "value": {**shape["value"], "labels": ["Text"]}}  # fmt: skip
     broken = {**shape, "id": "b", "value": {"x": "left", "y": 0, "width": 1, "height": 1}}

@@ -20,7 +20,7 @@ from ocr_backend.label_studio.config import parse_label_config
 from ocr_backend.label_studio.regions import drawn_regions, region_items
 from ocr_backend.ocr.lines import TextLine
 from tests.support.drawing import draw_page
-from tests.support.label_studio import OCR_TEMPLATE, ls_predict_body
+from tests.support.label_studio import OCR_TEMPLATE, drawn_rectangle, ls_predict_body
 from tests.support.settings import changed
 
 IMAGES = Path(__file__).parent / "images"
@@ -248,15 +248,9 @@ def test_a_region_drawn_on_page_two_reads_page_two_only(client, image_server):
     second, drawn = draw_page(["Order 4711", "Hamburg"], size=(640, 300), font_size=44)
     urls = [image_server.put("ia-p1.png", first), image_server.put("ia-p2.png", second)]
     left, top, right, bottom = drawn[1].box
-    width, height = second.size
-    region = {
-        "id": "on-page-2", "type": "rectangle", "from_name": "bbox", "to_name": "image",
-        "original_width": width, "original_height": height, "image_rotation": 0,
-        "item_index": 1, "origin": "manual",
-        "value": {"x": (left - 8) / width * 100, "y": (top - 8) / height * 100,
-                  "width": (right - left + 16) / width * 100,
-                  "height": (bottom - top + 16) / height * 100, "rotation": 0},
-    }  # fmt: skip
+    region = drawn_rectangle(
+        (left - 8, top - 8, right + 8, bottom + 8), second.size, region_id="on-page-2", item_index=1
+    )
     response = client.post("/predict", json=pages_body(urls, interactive={"result": [region]}))
     (prediction,) = response.json()["results"]
     assert "error" not in prediction, prediction

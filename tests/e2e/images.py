@@ -43,18 +43,16 @@ class TextImage:
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
-    def line_box_percent(self, index: int, pad_px: int = 12) -> dict[str, float]:
-        """A rectangle around one line in Label Studio's percent units."""
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def around_line(self, index: int, pad_px: int = 12) -> tuple[int, int, int, int]:
+        """A box a user draws around one line: `pad_px` of margin, within the image."""
         left, top, right, bottom = self.line_boxes[index]
         left, top = max(0, left - pad_px), max(0, top - pad_px)
         right, bottom = min(self.width, right + pad_px), min(self.height, bottom + pad_px)
-        return {
-            "x": 100.0 * left / self.width,
-            "y": 100.0 * top / self.height,
-            "width": 100.0 * (right - left) / self.width,
-            "height": 100.0 * (bottom - top) / self.height,
-            "rotation": 0,
-        }
+        return left, top, right, bottom
 
 
 def draw_text_image(name: str, *lines: str, width: int = 800) -> TextImage:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.browser import Browser, browser_missing
+from tests.support.label_studio import drawn_rectangle
 
 from .flow import IMAGE_KEY, OcrProject, create_ocr_project, latest_prediction
 from .images import TextImage
@@ -217,17 +218,7 @@ def test_interactive_annotating_reads_the_line_in_the_rectangle(
     region_id = uuid.uuid4().hex[:10]
     # What the labeling UI sends on "regionFinishedDrawing": the serialized
     # region the user just drew (web/dist/apps/labelstudio/main.js, mlInteractive).
-    drawn = {
-        "id": region_id,
-        "type": "rectangle",
-        "from_name": "bbox",
-        "to_name": "image",
-        "original_width": image.width,
-        "original_height": image.height,
-        "image_rotation": 0,
-        "origin": "manual",
-        "value": image.line_box_percent(1),
-    }
+    drawn = drawn_rectangle(image.around_line(1), image.size, region_id=region_id)
     with timings.step("interactive annotating, one rectangle"):
         answer = ls_api.call(
             "POST",

@@ -28,6 +28,7 @@ from PIL import Image
 from ocr_backend.documents.tasks import DOCUMENT_LABEL_CONFIG
 from tests.support.browser import Browser, browser_missing
 from tests.support.environment import REPO_ROOT
+from tests.support.label_studio import drawn_rectangle
 
 from .flow import latest_prediction
 from .images import TextImage, draw_text_image
@@ -146,18 +147,7 @@ def test_a_region_drawn_on_page_two_is_read_from_page_two(
     region_id = uuid.uuid4().hex[:10]
     # As the labeling UI serializes a region drawn on a multi-image Image (358.js,
     # createSerializedResult): the page's own size, and item_index = the page shown.
-    drawn = {
-        "id": region_id,
-        "type": "rectangle",
-        "from_name": "bbox",
-        "to_name": "image",
-        "original_width": second.width,
-        "original_height": second.height,
-        "image_rotation": 0,
-        "item_index": 1,
-        "origin": "manual",
-        "value": second.line_box_percent(1),
-    }
+    drawn = drawn_rectangle(second.around_line(1), second.size, region_id=region_id, item_index=1)
     with timings.step("pages: interactive annotating on page 2"):
         answer = ls_api.call(
             "POST",
