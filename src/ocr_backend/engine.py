@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .images.crop import padded_margin
+from .images.crop import Crop
 from .images.planes import as_planes, colour, grey
 from .metrics import ENGINE_LOAD_SECONDS, OCR_SECONDS
-from .ocr.ink import Area, cut_neighbours, ink_mask, line_box, one_line
+from .ocr.drawn import read_drawn
 from .ocr.lines import TextLine, to_text_line
 from .ocr.reader import reader_factory
+from .ocr.text_reader import Detected
 
 if TYPE_CHECKING:
     import easyocr
@@ -48,11 +49,11 @@ class Engine(Protocol):
 
     async def read(self, image: np.ndarray) -> list[TextLine]: ...
 
-    async def read_region(self, crop: np.ndarray) -> list[TextLine]: ...
+    async def read_region(self, crop: Crop) -> list[TextLine]: ...
 
     def read_sync(self, image: np.ndarray) -> list[TextLine]: ...
 
-    def read_region_sync(self, crop: np.ndarray) -> list[TextLine]: ...
+    def read_region_sync(self, crop: Crop) -> list[TextLine]: ...
 
     def health(self) -> dict[str, Any]: ...
 
@@ -197,39 +198,15 @@ class OcrEngine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.read_sync, image)
 
-    def read_region_sync(self, crop: np.ndarray) -> list[TextLine]:
-        """Read the text in a small crop a user drew, colour+grey or RGB (blocking).
+    def read_region_sync(self, crop: Crop) -> list[TextLine]:
+        """Read the text in a region a user drew (blocking): ocr/drawn.py."""
+        started = time.perf_counter()
+        planes = as_planes(crop.image)
+        lines = read_drawn(_Reader(self.reader, self.height_ths), Crop(planes, crop.drawn))
+        OCR_SECONDS.observe(time.perf_counter() - started)
+        return lines
 
-        A crop that holds one line of text is recognised whole: detection
-        would cost several times what recognition does (bench/interactive.py).
-        Anything else goes through detection, which splits it into lines;
-        when that finds nothing in a crop that is not blank (a lone character
-        under its size limit), the crop is recognised whole after all. Either
-        way, pieces of neighbouring lines the box's edge cut through are left
-        out (ocr/ink.py).
-        """
-        planes = as_planes(crop)
-        ink = ink_mask(grey(planes))
-        if not ink.any():
-            return []
-        drawn = _drawn_area(planes)
-        rows = one_line(ink, drawn)
-        if rows is not None:
-            return self._recognize(planes, line_box(ink, rows, drawn))
-        lines = self.read_sync(planes)
-        if not lines:
-            return self._recognize(planes, line_box(ink, slice(None), drawn))
-        cut = cut_neighbours([_bounds(line) for line in lines], drawn)
-        return [line for line, neighbour in zip(lines, cut, strict=True) if not neighbour]
-
-    def _recognize(self, planes: np.ndarray, box: tuple[int, int, int, int]) -> list[TextLine]:
-        """Recognise what is in `box` ([left, right, top, bottom]) as one line."""
-        found = self.reader.recognize(
-            grey(planes), horizontal_list=[list(box)], free_list=[], reformat=False
-        )
-        return _lines(found)
-
-    async def read_region(self, crop: np.ndarray) -> list[TextLine]:
+    async def read_region(self, crop: Crop) -> list[TextLine]:
         """`read_region_sync` in the engine's thread pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.read_region_sync, crop)
@@ -251,32 +228,19 @@ def _lines(found: list[tuple[Any, Any, Any]]) -> list[TextLine]:
     return [line for line in lines if line.text]
 
 
-def _drawn_area(planes: np.ndarray) -> Area:
-    """The part of a padded crop that the user drew: inside its margin of one flat colour.
+class _Reader:
+    """One EasyOCR reader as ocr/text_reader.py's TextReader."""
 
-    images/crop.py pads a region with a margin of exactly its paper colour, as
-    wide as its size says (`padded_margin`). A crop without such a margin is
-    taken to be drawn inside whatever flat frame it has: of an unpadded crop,
-    about all of it.
-    """
-    same = (planes == planes[:1, :1]).all(axis=2)
-    margin = padded_margin(planes.shape)
-    if margin is not None:
-        height, width = same.shape
-        frame = np.ones_like(same)
-        frame[margin : height - margin, margin : width - margin] = False
-        if same[frame].all():
-            return Area(margin, height - margin, margin, width - margin)
-    rows, columns = _inner(same.all(axis=1)), _inner(same.all(axis=0))
-    return Area(rows[0], rows[1], columns[0], columns[1])
+    def __init__(self, reader: easyocr.Reader, height_ths: float) -> None:
+        self.reader, self.height_ths = reader, height_ths
 
+    def detect(self, planes: np.ndarray) -> Detected:
+        horizontal, free = self.reader.detect(
+            colour(planes), height_ths=self.height_ths, reformat=False
+        )
+        return Detected(horizontal=horizontal[0], free=free[0])
 
-def _inner(flat: np.ndarray) -> tuple[int, int]:
-    if flat.all():
-        return 0, len(flat)
-    return int(np.argmin(flat)), len(flat) - int(np.argmin(flat[::-1]))
-
-
-def _bounds(line: TextLine) -> tuple[float, float, float, float]:
-    xs, ys = [x for x, _ in line.polygon], [y for _, y in line.polygon]
-    return min(xs), max(xs), min(ys), max(ys)
+    def recognise(self, planes: np.ndarray, found: Detected) -> list[TextLine]:
+        return _lines(
+            self.reader.recognize(grey(planes), found.horizontal, found.free, reformat=False)
+        )

@@ -28,7 +28,7 @@ from .convert import lines_to_regions
 from .engine import Engine
 from .errors import RequestError, TaskError, TooManyRegions
 from .images.cache import ImageCache
-from .images.crop import crop_region, region_bounds, within
+from .images.crop import Crop, crop_region, region_bounds, within
 from .images.decode import PDF_ADVICE, decode_page
 from .images.fetch import describe, names_a_pdf
 from .jobs.priority import Priority, PriorityGate
@@ -285,7 +285,7 @@ class Predictor:
         except TaskError as exc:
             raise page_error(exc, index, len(refs)) from None
 
-    async def _read_region(self, crop: np.ndarray) -> list[TextLine]:
+    async def _read_region(self, crop: Crop) -> list[TextLine]:
         async with self.engine_gate.slot(Priority.PEOPLE):
             return await self.engine.read_region(crop)
 
@@ -363,7 +363,7 @@ class Predictor:
             raise TaskError(f"image {describe(ref)}: {exc}", reason=exc.reason) from None
 
 
-def cut(page: np.ndarray, geometry: dict[str, Any]) -> np.ndarray | None:
+def cut(page: np.ndarray, geometry: dict[str, Any]) -> Crop | None:
     """The region's upright crop, from the part of the page under it only (a view, no copy)."""
     height, width = page.shape[:2]
     box = region_bounds(geometry, width, height)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -29,14 +30,31 @@ MIN_SIDE_PX = 2.0  # a region thinner than this holds no text
 FAR_PERCENT = 100_000.0
 
 
-def crop_region(image: np.ndarray, value: Mapping[str, Any]) -> np.ndarray | None:
+class Area(NamedTuple):
+    """Rows top..bottom and columns left..right of a crop (ends exclusive)."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A drawn region cut out upright, with a margin; `drawn` is where the region lies in it."""
+
+    image: np.ndarray
+    drawn: Area
+
+
+def crop_region(image: np.ndarray, value: Mapping[str, Any]) -> Crop | None:
     """The padded upright crop of a rectangle or polygon value; None when it holds no pixels."""
     if "points" in value:
         return crop_polygon(image, value["points"])
     return crop_rectangle(image, value)
 
 
-def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> np.ndarray | None:
+def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> Crop | None:
     height, width = image.shape[:2]
     x = _percent(value["x"]) / 100 * width
     y = _percent(value["y"]) / 100 * height
@@ -76,15 +94,11 @@ def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> np.ndarray | 
         dtype=np.float64,
     )
     size = (max(1, round(u1 - u0)), max(1, round(v1 - v0)))
-    # Replicating the edge keeps the pixels along it from blending with a colour not there.
-    upright = _warp(image, to_image, size, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
-    # Which output pixels sample the image; the rest lie beyond its edge.
-    ones = np.ones(image.shape[:2], np.uint8)
-    inside = _warp(ones, to_image, size, cv2.INTER_NEAREST, cv2.BORDER_CONSTANT)
-    return pad(upright, inside.astype(bool))
+    # Beyond the image's edge, its last pixels go on: no colour the photo does not have.
+    return pad(_warp(image, to_image, size, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE))
 
 
-def crop_polygon(image: np.ndarray, points: Sequence[Sequence[float]]) -> np.ndarray | None:
+def crop_polygon(image: np.ndarray, points: Sequence[Sequence[float]]) -> Crop | None:
     height, width = image.shape[:2]
     corners = [(_percent(px) / 100 * width, _percent(py) / 100 * height) for px, py in points]
     if len(corners) < 3 or not _overlaps(corners, width, height):
@@ -101,49 +115,28 @@ def crop_polygon(image: np.ndarray, points: Sequence[Sequence[float]]) -> np.nda
     cv2.fillPoly(inside, [np.round(outline).astype(np.int32)], 1)
     if not inside.any():
         return None
-    return pad(box, inside.astype(bool))
+    # Its bounding box, as a user would save it; what lies outside the polygon is left
+    # as it is: painting it over drew edges the photo does not have.
+    return pad(box)
 
 
-def pad(crop: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
-    """The crop with a margin, and what is not `inside` the region, in its paper colour.
+def pad(crop: np.ndarray) -> Crop:
+    """The crop with a margin of its own border, replicated; `drawn` is the crop within.
 
-    The margin lets text touching the region's edge still be found and read
-    whole. The paper colour is the region's median colour, plane by plane:
-    the background a loosely drawn box holds more of than anything else.
+    The margin lets detection find text that touches the region's edge. It
+    is the crop's own outermost pixels, drawn outwards, never a colour of its
+    own: a white or paper-coloured frame around white text on a blue sign was
+    read as letters (`E...|`).
     """
-    if inside is None:
-        inside = np.ones(crop.shape[:2], dtype=bool)
-    region = crop[inside] if inside.any() else crop.reshape(-1, *crop.shape[2:])
-    # A sample of 100k pixels tells the paper as well as all of a large region does.
-    paper = np.median(region[:: max(1, len(region) // 100_000)], axis=0).astype(crop.dtype)
-    painted = crop.copy()
-    painted[~inside] = paper
-    margin = _margin(min(crop.shape[:2]))
-    planes = 1 if crop.ndim == 2 else crop.shape[2]
-    return cv2.copyMakeBorder(
-        painted,
-        margin,
-        margin,
-        margin,
-        margin,
-        cv2.BORDER_CONSTANT,
-        value=[float(v) for v in np.broadcast_to(paper, (planes,))],
-    )
+    height, width = crop.shape[:2]
+    margin = _margin(min(height, width))
+    padded = cv2.copyMakeBorder(crop, margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+    padded = padded.reshape(height + 2 * margin, width + 2 * margin, *crop.shape[2:])
+    return Crop(padded, Area(margin, margin + height, margin, margin + width))
 
 
 def _margin(shorter_side: int) -> int:
     return min(32, max(8, round(shorter_side * 0.35)))
-
-
-def padded_margin(shape: tuple[int, ...]) -> int | None:
-    """The margin `pad` gave a crop of this (padded) shape; None when no crop `pad` makes
-    has it. Where the user's box ends is then known even on plain paper, where the
-    margin and the box's own blank edge look the same."""
-    shorter = min(shape[:2])
-    for margin in range(8, 33):
-        if shorter - 2 * margin > 0 and _margin(shorter - 2 * margin) == margin:
-            return margin
-    return None
 
 
 def _percent(value: Any) -> float:

@@ -45,6 +45,7 @@ from .cluster_actor import Member, Read, actor_class, connect, disconnect, start
 from .lines import TextLine
 
 if TYPE_CHECKING:
+    from ..images.crop import Crop
     from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -121,16 +122,16 @@ class ClusterEngine:
     async def read(self, image: np.ndarray) -> list[TextLine]:
         return await self._call("read", image)
 
-    async def read_region(self, crop: np.ndarray) -> list[TextLine]:
+    async def read_region(self, crop: Crop) -> list[TextLine]:
         return await self._call("read_region", crop)
 
     def read_sync(self, image: np.ndarray) -> list[TextLine]:
         return self._call_sync("read", image)
 
-    def read_region_sync(self, crop: np.ndarray) -> list[TextLine]:
+    def read_region_sync(self, crop: Crop) -> list[TextLine]:
         return self._call_sync("read_region", crop)
 
-    async def _call(self, method: str, image: np.ndarray) -> list[TextLine]:
+    async def _call(self, method: str, image: np.ndarray | Crop) -> list[TextLine]:
         import ray
 
         data = ray.put(image)  # once: a re-dispatched image is not sent from here again
@@ -160,7 +161,7 @@ class ClusterEngine:
             finally:
                 self._release(member)
 
-    def _call_sync(self, method: str, image: np.ndarray) -> list[TextLine]:
+    def _call_sync(self, method: str, image: np.ndarray | Crop) -> list[TextLine]:
         import ray
 
         data = ray.put(image)

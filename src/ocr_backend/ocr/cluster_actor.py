@@ -20,6 +20,7 @@ from ..errors import ClusterUnreachable, StartupError
 from .lines import TextLine
 
 if TYPE_CHECKING:
+    from ..images.crop import Crop
     from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class OcrActor:
         lines = await self.engine.read(image)
         return lines, time.perf_counter() - started, self.node
 
-    async def read_region(self, crop: np.ndarray) -> Read:
+    async def read_region(self, crop: Crop) -> Read:
         started = time.perf_counter()
         lines = await self.engine.read_region(crop)
         return lines, time.perf_counter() - started, self.node

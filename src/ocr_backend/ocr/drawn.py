@@ -1,0 +1,54 @@
+"""The text in a region a user drew: what `readtext` finds in it, less its neighbours' pieces.
+
+EasyOCR's own `readtext` on the region's pixels saved as a file is what a
+user would compare the service against, so the region is read the same way:
+detection inside the crop, then recognition of what detection found. Never
+a guess of our own about where the ink is: hand-made rules that chose to
+skip detection read framed street signs as `Eeawn atoonz _` where
+`readtext` on the crop read `Palais du LOUVRE`.
+
+On top of that, what detection found mostly outside the drawn area (in the
+crop's margin: a neighbouring line the box's edge cut through, replicated
+outwards) is left out.
+"""
+
+from __future__ import annotations
+
+from ..images.crop import Area, Crop
+from .lines import TextLine
+from .text_reader import Detected, TextReader
+
+INSIDE = 0.5  # of a detected box's area in the drawn area: less is a neighbour's piece
+
+
+def read_drawn(reader: TextReader, crop: Crop) -> list[TextLine]:
+    """The text in a region a user drew (lines in crop pixels)."""
+    found = reader.detect(crop.image)
+    kept = Detected(
+        horizontal=[box for box in found.horizontal if _inside(_upright(box), crop.drawn)],
+        free=[box for box in found.free if _inside(_bounds(box), crop.drawn)],
+    )
+    if not kept.horizontal and not kept.free:
+        return []
+    return reader.recognise(crop.image, kept)
+
+
+def _upright(box: list[int]) -> tuple[float, float, float, float]:
+    left, right, top, bottom = box
+    return left, right, top, bottom
+
+
+def _bounds(corners: list[list[float]]) -> tuple[float, float, float, float]:
+    xs, ys = [x for x, _ in corners], [y for _, y in corners]
+    return min(xs), max(xs), min(ys), max(ys)
+
+
+def _inside(box: tuple[float, float, float, float], drawn: Area) -> bool:
+    """Whether at least INSIDE of the box's area lies in the drawn area."""
+    left, right, top, bottom = box
+    area = max(0.0, right - left) * max(0.0, bottom - top)
+    if area == 0:
+        return False
+    wide = max(0.0, min(right, drawn.right) - max(left, drawn.left))
+    tall = max(0.0, min(bottom, drawn.bottom) - max(top, drawn.top))
+    return wide * tall >= INSIDE * area
