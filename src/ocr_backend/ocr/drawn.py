@@ -19,6 +19,10 @@ from .lines import TextLine
 from .text_reader import Detected, TextReader
 
 INSIDE = 0.5  # of a detected box's area in the drawn area: less is a neighbour's piece
+# A reading of the whole drawn area, when detection found nothing in it, is kept from this
+# score: a lone character under detection's smallest size (a 16-pixel `7`) reads at 0.9 and
+# more; a blank box or a frame's edge reads as low-scored noise.
+WHOLE_SCORE = 0.5
 
 
 def read_drawn(reader: TextReader, crop: Crop) -> list[TextLine]:
@@ -28,9 +32,13 @@ def read_drawn(reader: TextReader, crop: Crop) -> list[TextLine]:
         horizontal=[box for box in found.horizontal if _inside(_upright(box), crop.drawn)],
         free=[box for box in found.free if _inside(_bounds(box), crop.drawn)],
     )
-    if not kept.horizontal and not kept.free:
-        return []
-    return reader.recognise(crop.image, kept)
+    if kept.horizontal or kept.free:
+        return reader.recognise(crop.image, kept)
+    # Nothing detection would keep: readtext reads nothing here either. A box drawn around
+    # one small character is read whole, where the reading is confident.
+    top, bottom, left, right = crop.drawn
+    whole = Detected(horizontal=[[left, right, top, bottom]], free=[])
+    return [line for line in reader.recognise(crop.image, whole) if line.score >= WHOLE_SCORE]
 
 
 def _upright(box: list[int]) -> tuple[float, float, float, float]:
