@@ -150,9 +150,9 @@ def draw_boxes(
     loose = (left - LOOSE_X * wide, top - LOOSE_Y * tall,
              right + LOOSE_X * wide, bottom + LOOSE_Y * tall)  # fmt: skip
     boxes = [
-        _upright(page, line, "tight", (left, top, right, bottom), size),
-        _upright(page, line, "loose", loose, size),
-        _upright(page, line, "cut", _into_neighbour(line, others, loose), size),
+        upright_box(page, line, "tight", (left, top, right, bottom), size),
+        upright_box(page, line, "loose", loose, size),
+        upright_box(page, line, "cut", _into_neighbour(line, others, loose), size),
     ]
     angle = line.angle if abs(line.angle) >= 1 else LEVEL_TURN * (1 if turn % 2 else -1)
     boxes.append(_rotated(page, line, angle, size))
@@ -187,7 +187,7 @@ def _into_neighbour(
     return l, t - 0.6 * tall, r, b
 
 
-def _upright(
+def upright_box(
     page: str,
     line: PageLine,
     kind: str,
