@@ -4,12 +4,14 @@ Label Studio's rectangle is its top-left corner (x, y), its size, and a
 rotation in degrees clockwise about that corner; x and width are percent of
 the image width, y and height percent of its height. A rotated rectangle is
 turned upright as it is cut out, so the text in it reads left to right. A
-polygon is cut out by its bounding box.
+polygon is cut out by its bounding box, as a user would save it.
 
-What is not the region (outside a polygon, beyond the image's edge) and a
-margin around it are painted the region's own paper colour, never white:
-around white text on a blue sign a white frame is darker than nothing, it
-is more ink than the letters, and the recogniser read it as `E...|`. Pure
+The margin around the region, and what of a rotated one lies beyond the
+image's edge, are the crop's own outermost pixels drawn outwards, never a
+colour of its own: around white text on a blue sign a white (or
+paper-coloured) frame was read as letters (`E...|`). The crop says where in
+it the region lies (`Crop.drawn`): what detection finds mostly in the
+margin is a neighbour the box's edge cut through (ocr/drawn.py). Pure
 functions over numpy arrays of any number of planes (RGB, or images/planes.py's
 colour and grey), no I/O.
 """
