@@ -5,6 +5,7 @@ Real EasyOCR reads images that a real HTTP server on 127.0.0.1 serves.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import math
@@ -111,7 +112,7 @@ def test_predict_equals_the_engines_own_readtext_converted(client, engine, image
     url = image_server.put("same.png", image)
     (prediction,) = client.post("/predict", json=ls_predict_body(url)).json()["results"]
     expected = lines_to_regions(
-        engine.read_sync(np.asarray(image)), parse_label_config(OCR_TEMPLATE), *image.size,
+        asyncio.run(engine.read(np.asarray(image))), parse_label_config(OCR_TEMPLATE), *image.size,
         region_id=lambda: "id",
     )  # fmt: skip
     got = [{**item, "id": "id"} for item in prediction["result"]]
