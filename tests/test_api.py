@@ -151,7 +151,9 @@ def test_setup_answers_the_model_version_that_predictions_carry(client):
     assert setup.status_code == 200
     version = setup.json()["model_version"]
     assert client.get("/versions").json() == {"versions": [version]}
-    assert client.get("/health").json()["model_version"] == version
+    health = client.get("/health").json()
+    assert health["model_version"] == version
+    assert health["model_class"] == "EasyOCR"  # the engine's name, as Label Studio shows it
 
 
 def test_model_version_changes_with_settings_that_change_the_output(settings, client_for):

@@ -20,6 +20,7 @@ from ocr_backend.ocr.local import RECOGNISERS_PER_THREAD, LocalEngine
 from ocr_backend.ocr.reader import resolve_device
 from ocr_backend.ocr.text_reader import Detected
 from ocr_backend.ocr.weights import locate_weights
+from ocr_backend.predictor import model_version
 from ocr_backend.settings import Settings
 from tests.support.drawing import draw_page
 
@@ -225,3 +226,12 @@ async def test_a_project_recogniser_reads_with_its_own_reader_and_few_are_kept()
         assert (await engine.read(page))[0].text == "stock"  # the stock reader is never let go
     finally:
         engine.close()
+
+
+def test_the_model_version_is_the_one_label_studio_already_stores(settings: Settings, engine):
+    """Label Studio asks again for tasks whose predictions carry another model_version:
+    asking the engine for the library's name and version must not change it."""
+    import easyocr
+
+    assert (engine.name, engine.version) == ("EasyOCR", easyocr.__version__)
+    assert model_version(settings, engine) == "easyocr-1.7.2-en-4cbfbf46"
