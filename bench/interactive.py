@@ -29,15 +29,15 @@ import httpx
 import uvicorn
 
 from ocr_backend.api import create_app
-from ocr_backend.engine import OcrEngine
 from ocr_backend.ocr.lines import TextLine, to_text_line
+from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.settings import Settings
 from tests.support.drawn_boxes import all_boxes, make_pages, measure, report
 from tests.support.image_server import ImageServer
 from tests.support.label_studio import ls_predict_body
 
 
-def start_service(settings: Settings, engine: OcrEngine) -> tuple[uvicorn.Server, str]:
+def start_service(settings: Settings, engine: LocalEngine) -> tuple[uvicorn.Server, str]:
     app = create_app(settings, engine=engine)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
@@ -71,7 +71,7 @@ def main() -> None:
     settings = Settings(
         lang_list="en", device=args.device, model_dir=folder / "models", model_download=False
     )
-    engine = OcrEngine.load(settings)
+    engine = LocalEngine.load(settings)
 
     cache = Readings(args.readtext_cache)
 
@@ -79,7 +79,7 @@ def main() -> None:
         key = hashlib.sha256(path.read_bytes()).hexdigest()
         if key not in cache.found:
             # On the engine's own thread: a reader is fast only in the thread that built it.
-            found = engine._pool.submit(engine.reader.readtext, str(path)).result()
+            found = engine._pool.submit(engine.reader.easyocr.readtext, str(path)).result()
             cache.found[key] = [
                 ([[float(x), float(y)] for x, y in box], str(text), float(score))
                 for box, text, score in found

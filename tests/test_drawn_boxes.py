@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from ocr_backend.engine import OcrEngine
 from ocr_backend.ocr.lines import TextLine, to_text_line
+from ocr_backend.ocr.local import LocalEngine
 from tests.support.drawn_boxes import (
     Box,
     PageLine,
@@ -49,11 +49,11 @@ def pages(image_server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
 
 
 @pytest.fixture(scope="module")
-def readtext(engine: OcrEngine):
+def readtext(engine: LocalEngine):
     @cache
     def read(path: Path) -> list[TextLine]:
         # On the engine's own thread: a reader is fast only in the thread that built it.
-        found = engine._pool.submit(engine.reader.readtext, str(path)).result()
+        found = engine._pool.submit(engine.reader.easyocr.readtext, str(path)).result()
         return [to_text_line(box, str(text).strip(), score) for box, text, score in found]
 
     return read

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 from PIL import Image
 
-from ocr_backend.images.crop import Crop, crop_polygon, crop_rectangle, crop_region, pad
+from ocr_backend.images.crop import Area, Crop, crop_polygon, crop_rectangle, crop_region, pad
 from tests.support.drawing import draw_page
 from tests.support.photos import DIAGRAM, SCREENSHOT, light_on_dark
 
@@ -136,6 +136,21 @@ def test_small_text_in_a_frame_reads_as_readtext_reads_it(engine):
     diagram = np.asarray(Image.open(DIAGRAM).convert("RGB"))
     value = {"x": 13.4, "y": 30.5333, "width": 8.62, "height": 12.9, "rotation": 0}
     assert _region_text(engine, diagram, value) == "Pre-Process"  # was `Pra-Procoss`
+
+
+def test_a_padded_crop_says_where_the_users_region_lies_in_it():
+    """On plain paper the margin and the box's own blank edge look alike; the crop tells."""
+    rng = np.random.default_rng(0)
+    for height in (3, 10, 22, 23, 50, 91, 92, 400):
+        for width in (3, 17, 60, 1000):
+            crop = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            padded = pad(crop)
+            margin = (padded.image.shape[0] - height) // 2
+            assert margin >= 8
+            assert padded.image.shape[:2] == (height + 2 * margin, width + 2 * margin)
+            assert padded.drawn == Area(margin, margin + height, margin, margin + width)
+            top, bottom, left, right = padded.drawn
+            assert (padded.image[top:bottom, left:right] == crop).all()
 
 
 async def test_a_capital_i_first_on_a_line_on_plain_paper_is_read(engine):

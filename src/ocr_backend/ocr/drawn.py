@@ -15,6 +15,7 @@ outwards) is left out.
 from __future__ import annotations
 
 from ..images.crop import Area, Crop
+from ..images.planes import as_planes
 from .lines import TextLine
 from .text_reader import Detected, TextReader
 
@@ -26,19 +27,20 @@ WHOLE_SCORE = 0.5
 
 
 def read_drawn(reader: TextReader, crop: Crop) -> list[TextLine]:
-    """The text in a region a user drew (lines in crop pixels)."""
-    found = reader.detect(crop.image)
+    """The text in a region a user drew (lines in crop pixels), blocking."""
+    planes = as_planes(crop.image)  # once, not in each step
+    found = reader.detect(planes)
     kept = Detected(
         horizontal=[box for box in found.horizontal if _inside(_upright(box), crop.drawn)],
         free=[box for box in found.free if _inside(_bounds(box), crop.drawn)],
     )
     if kept.horizontal or kept.free:
-        return reader.recognise(crop.image, kept)
+        return reader.recognise(planes, kept)
     # Nothing detection would keep: readtext reads nothing here either. A box drawn around
     # one small character is read whole, where the reading is confident.
     top, bottom, left, right = crop.drawn
     whole = Detected(horizontal=[[left, right, top, bottom]], free=[])
-    return [line for line in reader.recognise(crop.image, whole) if line.score >= WHOLE_SCORE]
+    return [line for line in reader.recognise(planes, whole) if line.score >= WHOLE_SCORE]
 
 
 def _upright(box: list[int]) -> tuple[float, float, float, float]:

@@ -1,4 +1,10 @@
-"""One loaded detector + recogniser, blocking, used from one thread (prototype of the seam)."""
+"""What every engine reads with: one loaded detector and recogniser, blocking, one thread.
+
+EasyOCR is the one reader today (ocr/easyocr_reader.py); the engines
+(ocr/local.py, ocr/cluster.py) and the drawn-region strategy (ocr/drawn.py)
+know only this interface, so a reader with other weights or another
+precision plugs in without them changing.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +25,18 @@ class Detected:
 
 
 class TextReader(Protocol):
-    """A loaded detector + recogniser (EasyOCR today), blocking."""
+    """A loaded detector + recogniser, blocking, used from the thread that built it.
+
+    `planes` is images/planes.py's layout (colour + grey), or plain RGB.
+    """
 
     def detect(self, planes: np.ndarray) -> Detected: ...
 
-    def recognise(self, planes: np.ndarray, found: Detected) -> list[TextLine]: ...
+    def recognise(self, planes: np.ndarray, found: Detected) -> list[TextLine]:
+        """The text in each box found; texts trimmed, empty ones left out."""
+        ...
 
 
 def read_page(reader: TextReader, planes: np.ndarray) -> list[TextLine]:
-    """What readtext does: detect, then recognise what was found."""
+    """What `readtext` does: detect, then recognise what was found."""
     return reader.recognise(planes, reader.detect(planes))
