@@ -18,9 +18,9 @@ import pytest
 
 from ocr_backend.api import create_app
 from ocr_backend.jobs.answers import label_studio_project
-from ocr_backend.jobs.priority import Priority, PriorityGate
 from ocr_backend.jobs.store import Entry, JobStore
 from ocr_backend.label_studio.schemas import Task
+from ocr_backend.priority import Priority, PriorityGate
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
 from tests.support.label_studio import OCR_TEMPLATE

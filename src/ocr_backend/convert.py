@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import math
-import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .label_studio.config import Geometry, OcrTargets
+from .label_studio.regions import new_region_id
 from .ocr.lines import Point, TextLine
 
 AXIS_TOLERANCE_PX = 1.0
-
-
-def new_region_id() -> str:
-    """Label Studio's own ids are 10 url-safe characters."""
-    return secrets.token_urlsafe(8)[:10]
 
 
 def lines_to_regions(

@@ -31,13 +31,13 @@ from .images.cache import ImageCache
 from .images.crop import crop_region, region_bounds, within
 from .images.decode import PDF_ADVICE, decode_page
 from .images.fetch import describe, names_a_pdf
-from .jobs.priority import Priority, PriorityGate
 from .label_studio.config import OcrTargets
 from .label_studio.regions import DrawnRegion, drawn_regions, reading_order, region_items
 from .label_studio.schemas import NotPredicted, Prediction, Task
 from .label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from .metrics import IMAGES_FAILED, IMAGES_FETCHED
 from .ocr.lines import TextLine, mean_score
+from .priority import Priority, PriorityGate
 from .settings import Settings
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..http.logs import configure_logging
+from ..logs import configure_logging
 from ..settings import Settings
 from .serve import load_settings
 
@@ -89,12 +89,12 @@ def run(args: argparse.Namespace) -> int:
 async def annotate(settings: Settings, engine: object, project: int, console: Console) -> Summary:
     from ..errors import LabelConfigError, LabelStudioError, TaskError
     from ..images.fetch import new_http_client
-    from ..jobs.priority import Priority
     from ..label_studio.client import LabelStudioClient
     from ..label_studio.config import parse_label_config
     from ..label_studio.schemas import Task
     from ..label_studio.storage import LabelStudioImageFetcher
     from ..predictor import PredictContext, Predictor
+    from ..priority import Priority
 
     summary = Summary()
     started = time.monotonic()

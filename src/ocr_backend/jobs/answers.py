@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..label_studio.schemas import NotPredicted, Prediction, Task
 from ..label_studio.storage import LabelStudio
 from ..metrics import JOB_ANSWER_ITEMS
-from .priority import Priority
+from ..priority import priority_of
 from .runner import POLL_S, JobRunner
 from .store import Entry, JobStore, Outcome
 
@@ -110,7 +110,7 @@ class QueuedPredictions:
             for task in tasks
         ]
         keys = [entry.key for entry in entries]
-        priority = Priority.PEOPLE if len(tasks) == 1 else Priority.BULK
+        priority = priority_of(tasks)
         # Background writers hold back until then (wall clock: other processes read it).
         wanted_until = time.time() + max(0.0, deadline - time.monotonic()) + 1.0
         queued = await self.store.run(

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .priority import Priority
+from ..priority import Priority
 
 T = TypeVar("T")
 

@@ -11,11 +11,11 @@ reads the regions (`Predictor.predict`).
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..convert import new_region_id
 from ..ocr.lines import TextLine
 from .config import OcrTargets
 
@@ -24,6 +24,11 @@ GEOMETRY_KEYS = ("x", "y", "width", "height", "rotation", "points", "closed")
 # What every item of one region repeats (docs/label-studio.md, "Region results");
 # `item_index` is the page of a multi-page task the region was drawn on.
 SHARED_KEYS = ("to_name", "original_width", "original_height", "image_rotation", "item_index")
+
+
+def new_region_id() -> str:
+    """Label Studio's own ids are 10 url-safe characters."""
+    return secrets.token_urlsafe(8)[:10]
 
 
 @dataclass(frozen=True, slots=True)
