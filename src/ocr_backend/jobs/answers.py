@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..label_studio.config import config_digest
 from ..label_studio.schemas import NotPredicted, Prediction, Task
 from ..label_studio.storage import LabelStudio
 from ..metrics import JOB_ANSWER_ITEMS
@@ -95,7 +96,7 @@ class QueuedPredictions:
             # SQLite keeps UTF-8: a lone surrogate a client sent is kept escaped, as text.
             project = project.encode("utf-8", "backslashreplace").decode("utf-8")
         scope = project or "-"
-        digest = hashlib.sha256(label_config.encode()).hexdigest()
+        digest = config_digest(label_config)
         entries = [
             Entry(
                 key=task_key(scope, task, self.model_version),

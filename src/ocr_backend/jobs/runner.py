@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -79,7 +78,6 @@ class JobRunner:
         self._loops: list[asyncio.Task[None]] = []
         # Reads under way, each with whether the engine has started on it.
         self._reads: dict[asyncio.Task[None], asyncio.Event] = {}
-        self._targets: dict[str, OcrTargets | LabelConfigError] = {}
         self._write_errors: dict[str, str] = {}  # per project, the last one logged
 
     async def start(self) -> None:
@@ -179,17 +177,10 @@ class JobRunner:
         self.changed.notify()
 
     def _targets_for(self, label_config: str) -> OcrTargets:
-        digest = hashlib.sha256(label_config.encode()).hexdigest()
-        targets = self._targets.get(digest)
-        if targets is None:
-            try:
-                targets = parse_label_config(label_config, self.predictor.settings.label_mappings)
-            except LabelConfigError as exc:
-                targets = exc
-            self._targets[digest] = targets
-        if isinstance(targets, LabelConfigError):
-            raise TaskError(f"label config: {targets}", reason="label_config")
-        return targets
+        try:
+            return parse_label_config(label_config, self.predictor.settings.label_mappings)
+        except LabelConfigError as exc:
+            raise TaskError(f"label config: {exc}", reason="label_config") from None
 
     # -- writing ------------------------------------------------------------------------
 
