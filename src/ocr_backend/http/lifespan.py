@@ -43,10 +43,10 @@ class Services:
     engine: Engine
     predictor: Predictor
     fetcher: LabelStudioImageFetcher
-    queue: AdmissionQueue
+    admission: AdmissionQueue  # images in hand now, against MAX_QUEUE
     projects: ProjectStore
     job_store: JobStore
-    jobs: QueuedPredictions
+    queued: QueuedPredictions  # /predict through the job queue on disk
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Services]]]
@@ -87,14 +87,14 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
                 engine=ocr,
                 predictor=predictor,
                 fetcher=fetcher,
-                queue=AdmissionQueue(
+                admission=AdmissionQueue(
                     settings.max_queue,
                     seconds_per_image=lambda: ocr.seconds_per_image,
                     threads=ocr.threads,
                 ),
                 projects=projects,
                 job_store=job_store,
-                jobs=QueuedPredictions(job_store, runner, predictor.model_version),
+                queued=QueuedPredictions(job_store, runner, predictor.model_version),
             )
             await runner.start()
             try:

@@ -4,8 +4,8 @@ Label Studio sends `/predict` with `params.context.result` holding what the
 user drew. The answer keeps each of those regions as sent (id, geometry,
 labels) and adds its `textarea` item with the text read inside it; nothing
 else on the page is returned. Only areas are read: rectangles (rotated or
-not) and polygons, with or without labels. Pure functions: the predictor
-reads the regions (`Predictor.predict`).
+not) and polygons, with or without labels. Pure functions: the route finds
+the regions, and `Predictor.read_drawn` reads them.
 """
 
 from __future__ import annotations
