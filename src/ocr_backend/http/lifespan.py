@@ -22,7 +22,7 @@ from ..engine import Engine, load_engine
 from ..images.fetch import new_http_client
 from ..jobs.answers import QueuedPredictions
 from ..jobs.runner import JobRunner
-from ..jobs.store import JobStore
+from ..jobs.store import NO_PROJECT, JobStore
 from ..label_studio.projects import STORE_DIR, ProjectStore
 from ..label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from ..predictor import Predictor
@@ -75,7 +75,7 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
             )
 
             def connect(project: str) -> LabelStudio:
-                return fetcher.connect(projects.load(None if project == "-" else project))
+                return fetcher.connect(projects.load(None if project == NO_PROJECT else project))
 
             predictor = Predictor(ocr, fetcher, settings)
             job_store = JobStore(settings.model_dir / JOBS_DIR)

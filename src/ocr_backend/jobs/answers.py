@@ -24,7 +24,7 @@ from ..label_studio.storage import LabelStudio
 from ..metrics import JOB_ANSWER_ITEMS
 from ..priority import priority_of
 from .runner import POLL_S, JobRunner
-from .store import Entry, JobStore, Outcome
+from .store import NO_PROJECT, Delivery, Entry, JobStore, Outcome, State
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class QueuedPredictions:
         if project is not None:
             # SQLite keeps UTF-8: a lone surrogate a client sent is kept escaped, as text.
             project = project.encode("utf-8", "backslashreplace").decode("utf-8")
-        scope = project or "-"
+        scope = project or NO_PROJECT
         digest = config_digest(label_config)
         entries = [
             Entry(
@@ -139,7 +139,7 @@ class QueuedPredictions:
             return Prediction(
                 result=outcome.result or [], score=outcome.score or 0.0, model_version=version
             )
-        if outcome is not None and outcome.state == "failed":
+        if outcome is not None and outcome.state is State.FAILED:
             JOB_ANSWER_ITEMS.labels("failed").inc()
             return NotPredicted(
                 model_version=version,
@@ -147,11 +147,11 @@ class QueuedPredictions:
                 reason=outcome.reason or "failed",
                 error=outcome.error or "failed",
             )
-        if outcome is not None and outcome.state == "done":
+        if outcome is not None and outcome.state is State.DONE:
             JOB_ANSWER_ITEMS.labels("delivered").inc()
             how = (
                 f"given in the answer to request {outcome.delivered_to}"
-                if outcome.delivery == "answered"
+                if outcome.delivery is Delivery.ANSWERED
                 else "written to Label Studio through its API"
             )
             return NotPredicted(
