@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 
@@ -40,6 +41,40 @@ UNWRITABLE_RETRY_S = 300.0
 WRITE_BATCH = 16
 STOP_GRACE_S = 25.0  # within uvicorn's 30 s graceful shutdown
 KEEP_DELIVERED_S = 7 * 24 * 3600.0  # rows delivered or failed longer ago are dropped
+
+
+T = TypeVar("T")
+
+
+async def read_bounded(
+    claim: Callable[[], Awaitable[T | None]],
+    start: Callable[[T], asyncio.Task[None]],
+    *,
+    capacity: int,
+    stopping: asyncio.Event,
+    idle: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Claim work and start reading it, at most `capacity` reads under way, until `stopping`.
+
+    `claim` gives the next piece of work, or None when there is none now:
+    `idle` then waits for more (without it there is no more, and the loop
+    ends). `start` starts reading one piece and hands back its task; the
+    reads started go on after the loop ends, for the caller to finish or put back.
+    """
+    places = asyncio.Semaphore(capacity)
+    while not stopping.is_set():
+        await places.acquire()
+        if stopping.is_set():
+            places.release()
+            return
+        claimed = await claim()
+        if claimed is None:
+            places.release()
+            if idle is None:
+                return
+            await idle()
+            continue
+        start(claimed).add_done_callback(lambda _: places.release())
 
 
 class Changed:
@@ -128,26 +163,27 @@ class JobRunner:
     # -- reading ------------------------------------------------------------------------
 
     async def _read_loop(self, *, most_urgent_only: bool) -> None:
-        places = asyncio.Semaphore(self.capacity)
-        while not self.stopping.is_set():
-            await places.acquire()
-            if self.stopping.is_set():
-                places.release()
-                return
+        async def claim() -> Claimed | None:
             try:
-                claimed = await self.store.run(self.store.claim_next, most_urgent_only)
+                return await self.store.run(self.store.claim_next, most_urgent_only)
             except Exception:
                 log.exception("cannot claim work from the job queue %s", self.store.path)
-                claimed = None
-            if claimed is None:
-                places.release()
-                await self.work.wait(POLL_S)
-                continue
-            at_engine = asyncio.Event()
-            read = asyncio.create_task(self._read(claimed, at_engine))
-            self._reads[read] = at_engine
-            read.add_done_callback(lambda done: self._reads.pop(done, None))
-            read.add_done_callback(lambda _: places.release())
+                return None
+
+        await read_bounded(
+            claim,
+            self._start_read,
+            capacity=self.capacity,
+            stopping=self.stopping,
+            idle=lambda: self.work.wait(POLL_S),
+        )
+
+    def _start_read(self, claimed: Claimed) -> asyncio.Task[None]:
+        at_engine = asyncio.Event()
+        read = asyncio.create_task(self._read(claimed, at_engine))
+        self._reads[read] = at_engine
+        read.add_done_callback(lambda done: self._reads.pop(done, None))
+        return read
 
     async def _read(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
         task = Task.model_validate(claimed.task)
