@@ -83,7 +83,7 @@ def test_an_unexpected_error_is_a_500_naming_the_request_id_and_the_service_goes
     body = {"tasks": [{"id": 1, "data": {"ocr": url}}], "label_config": OCR_TEMPLATE}
     with client_for(settings, raise_server_exceptions=False) as c:
         # A bug outside any one task's reading: the request itself fails.
-        monkeypatch.setattr(services_of(c).jobs, "predict", broken)
+        monkeypatch.setattr(services_of(c).queued, "predict", broken)
         with caplog.at_level(logging.INFO, logger="ocr_backend"):
             response = c.post("/predict", json=body)
         monkeypatch.undo()
