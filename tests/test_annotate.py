@@ -47,7 +47,7 @@ async def test_every_task_without_this_version_is_read_and_written_once(
 ):
     from ocr_backend.predictor import model_version
 
-    version = model_version(settings)
+    version = model_version(settings, engine)
     tasks = [
         {"id": 1, "data": {"ocr": words[0]}, "predictions": []},
         {"id": 2, "data": {"ocr": words[1]}, "predictions": []},
