@@ -1,4 +1,4 @@
-"""Building EasyOCR readers from the settings: device, weights, detector runtime, warm-up.
+"""Building EasyOCR readers from the settings: device, weights, detector runtime, precision.
 
 Serving them (threads, async) is `engine.py`'s job; this module only makes
 the function that builds one ready reader.
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import DeviceUnavailable
+from .precision import apply_precision, check_precision
 from .weights import locate_weights, one_folder
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def resolve_device(requested: str | None) -> str:
 
 def check_startup(settings: Settings) -> None:
     """What would stop every reader from loading, checked in seconds. Raises StartupError."""
-    resolve_device(settings.device)
+    check_precision(settings.precision, resolve_device(settings.device))
     locate_weights(settings.lang_list, settings.model_dir, settings.model_download)
 
 
@@ -65,6 +66,7 @@ def reader_factory(settings: Settings) -> tuple[Callable[[], easyocr.Reader], st
     import torch
 
     device = resolve_device(settings.device)
+    check_precision(settings.precision, device)
     weights = locate_weights(settings.lang_list, settings.model_dir, settings.model_download)
     if device == "cpu":
         # THREADS readers share the cores; more torch threads than cores only thrash.
@@ -85,6 +87,7 @@ def reader_factory(settings: Settings) -> tuple[Callable[[], easyocr.Reader], st
             from .onnx_craft import use_onnx_detector
 
             use_onnx_detector(reader, device=device, weights=weights, model_dir=settings.model_dir)
+        apply_precision(reader, settings, device, weights)
         # torch sets itself up on the first call: pay that now, not in the first request.
         warm_up = np.full((64, 256, 3), 255, dtype=np.uint8)
         warm_up[24:40, 32:224] = 0
