@@ -124,16 +124,19 @@ def bf16_reader(model_dir: Path) -> Any:
         return build()
 
 
-def timed(run: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
+def timed(run: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall seconds, this process's CPU seconds (steadier on a shared machine), the result."""
+    started, cpu = time.perf_counter(), time.process_time()
     out = run()
-    return time.perf_counter() - started, out
+    return time.perf_counter() - started, time.process_time() - cpu, out
 
 
 @dataclass
 class Totals:
     fp32_s: float = 0.0
     bf16_s: float = 0.0
+    fp32_cpu: float = 0.0
+    bf16_cpu: float = 0.0
     chars: int = 0
     changed: int = 0
     stand_in_changed: int = 0
@@ -155,6 +158,7 @@ def speed(rounds: int, with_300dpi: bool, model_dir: Path) -> None:
         f"PRECISION=bf16's detector computes in: {computes}"
     )
     header = f"{'image':26s} {'size':>10s} {'fp32 s':>8s} {label + ' s':>14s} {'ratio':>6s}"
+    header += f" {'cpu ratio':>8s}"
     header += f" {'chars changed':>14s}"
     if stand_in is not None:
         header += f" {'bf16 stand-in: chars changed':>29s}"
@@ -162,18 +166,23 @@ def speed(rounds: int, with_300dpi: bool, model_dir: Path) -> None:
     totals = Totals()
     for name, image in images(with_300dpi).items():
         # Alternating fp32, bf16, fp32, bf16 ...: a neighbour's load hits both alike.
-        fp32_times, bf16_times = [], []
+        fp32_times, bf16_times, fp32_cpu, bf16_cpu = [], [], [], []
         for _ in range(rounds):
-            took, want = timed(lambda im=image: fp32.readtext(im))
+            took, cpu, want = timed(lambda im=image: fp32.readtext(im))
             fp32_times.append(took)
-            took, got = timed(lambda im=image: bf16.readtext(im))
+            fp32_cpu.append(cpu)
+            took, cpu, got = timed(lambda im=image: bf16.readtext(im))
             bf16_times.append(took)
+            bf16_cpu.append(cpu)
         a, b = statistics.median(fp32_times), statistics.median(bf16_times)
+        a_cpu, b_cpu = statistics.median(fp32_cpu), statistics.median(bf16_cpu)
+        totals.fp32_cpu += a_cpu
+        totals.bf16_cpu += b_cpu
         reference = all_text(want)
         changed = edits(reference, all_text(got))
         row = (
             f"{name:26s} {image.shape[1]:>4d}x{image.shape[0]:<5d} {a:8.2f} {b:14.2f} "
-            f"{a / b:5.2f}x {100 * changed / max(1, len(reference)):13.2f}%"
+            f"{a / b:5.2f}x {a_cpu / b_cpu:7.2f}x {100 * changed / max(1, len(reference)):13.2f}%"
         )
         totals.fp32_s += a
         totals.bf16_s += b
@@ -186,12 +195,16 @@ def speed(rounds: int, with_300dpi: bool, model_dir: Path) -> None:
         print(row, flush=True)
     row = (
         f"{'overall':26s} {'':10s} {totals.fp32_s:8.2f} {totals.bf16_s:14.2f} "
-        f"{totals.fp32_s / totals.bf16_s:5.2f}x {100 * totals.changed / totals.chars:13.2f}%"
+        f"{totals.fp32_s / totals.bf16_s:5.2f}x {totals.fp32_cpu / totals.bf16_cpu:7.2f}x "
+        f"{100 * totals.changed / totals.chars:13.2f}%"
     )
     if stand_in is not None:
         row += f" {100 * totals.stand_in_changed / totals.chars:28.2f}%"
     print(row)
-    print(f"({totals.chars} characters read by fp32 in all)")
+    print(
+        f"({totals.chars} characters read by fp32 in all; ratio: wall seconds, cpu ratio: "
+        "this process's CPU seconds, steadier when other work shares the cores)"
+    )
     if not HAS_BF16:
         print(
             f"\nThis CPU has no bf16 instructions: '{label}' is the OpenVINO runtime computing "
