@@ -111,17 +111,15 @@ def bare_reader() -> Any:
 
 def bf16_reader(model_dir: Path) -> Any:
     """The service's reader with PRECISION=bf16 (faked CPU flags where the CPU has no bf16)."""
-    from ocr_backend.ocr.reader import reader_factory
+    from ocr_backend.ocr.reader import ReaderFactory
 
     settings = Settings(
         lang_list="en", model_dir=model_dir, device="cpu", model_download=False, precision="bf16"
     )
     if HAS_BF16:
-        build, _ = reader_factory(settings)
-        return build()
+        return ReaderFactory(settings).build().easyocr
     with cpu_said_to_have_bf16():
-        build, _ = reader_factory(settings)
-        return build()
+        return ReaderFactory(settings).build().easyocr
 
 
 def timed(run: Callable[[], Any]) -> tuple[float, float, Any]:

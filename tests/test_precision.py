@@ -12,9 +12,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from ocr_backend.engine import OcrEngine
 from ocr_backend.errors import EngineError
 from ocr_backend.ocr import precision
+from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.ocr.openvino_craft import OpenVinoCraft, cache_dir
 from ocr_backend.ocr.precision import (
     Autocast,
@@ -123,9 +123,9 @@ def test_a_gpu_needs_no_cpu_flags(monkeypatch: pytest.MonkeyPatch):
     check_precision("fp32", "cpu")
 
 
-def test_the_model_version_says_bf16_and_fp32_keeps_todays(settings: Settings):
-    fp32 = model_version(settings)
-    bf16 = model_version(settings.model_copy(update={"precision": "bf16"}))
+def test_the_model_version_says_bf16_and_fp32_keeps_todays(settings: Settings, engine: LocalEngine):
+    fp32 = model_version(settings, engine)
+    bf16 = model_version(settings.model_copy(update={"precision": "bf16"}), engine)
     assert not fp32.endswith(("fp32", "bf16", "fp16"))
     assert bf16 == f"{fp32}-bf16"
 
@@ -142,7 +142,7 @@ def bf16_engine(tmp_path_factory: pytest.TempPathFactory):
     patch = pytest.MonkeyPatch()
     patch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
     try:
-        ocr = OcrEngine.load(
+        ocr = LocalEngine.load(
             Settings(
                 _env_file=None,
                 lang_list="en",
@@ -159,15 +159,15 @@ def bf16_engine(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.mark.slow  # exports and compiles the detector, loads a second engine
-def test_bf16_engine_reads_with_the_openvino_detector(bf16_engine, engine: OcrEngine):
+async def test_bf16_engine_reads_with_the_openvino_detector(bf16_engine, engine: LocalEngine):
     ocr, _ = bf16_engine
-    assert isinstance(ocr.reader.detector, OpenVinoCraft)
-    assert isinstance(engine.reader.detector, torch.nn.Module), "fp32 stays torch's own"
+    assert isinstance(ocr.reader.easyocr.detector, OpenVinoCraft)
+    assert isinstance(engine.reader.easyocr.detector, torch.nn.Module), "fp32 stays torch's own"
     # The recogniser stays fp32: in bf16 it changed 0.82% of characters (issue 25).
-    assert isinstance(ocr.reader.recognizer, torch.nn.Module)
+    assert isinstance(ocr.reader.easyocr.recognizer, torch.nn.Module)
     image = page()
-    assert [line.text for line in ocr.read_sync(image)] == LINES
-    assert [line.text for line in engine.read_sync(image)] == LINES
+    assert [line.text for line in await ocr.read(image)] == LINES
+    assert [line.text for line in await engine.read(image)] == LINES
 
 
 @pytest.mark.slow  # exports and compiles the detector, loads a second engine
@@ -234,8 +234,8 @@ def test_a_reader_under_autocast_still_reads(model_dir: Path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
 @pytest.mark.parametrize("kind", ["bf16", "fp16"])
-def test_a_gpu_reads_under_cuda_autocast(kind: str, model_dir: Path):
-    ocr = OcrEngine.load(
+async def test_a_gpu_reads_under_cuda_autocast(kind: str, model_dir: Path):
+    ocr = LocalEngine.load(
         Settings(
             _env_file=None,
             lang_list="en",
@@ -246,7 +246,7 @@ def test_a_gpu_reads_under_cuda_autocast(kind: str, model_dir: Path):
         )
     )
     try:
-        assert isinstance(ocr.reader.detector, Autocast)
-        assert [line.text for line in ocr.read_sync(page())] == LINES
+        assert isinstance(ocr.reader.easyocr.detector, Autocast)
+        assert [line.text for line in await ocr.read(page())] == LINES
     finally:
         ocr.close()
