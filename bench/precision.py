@@ -15,7 +15,7 @@ be measured. The benchmark says so and measures instead:
   the detector as a stand-in: for quality only, never for speed (without
   bf16 instructions it is emulated and slow).
 
-    python -m bench.precision [--rounds 1] [--no-300dpi] [--part speed|memory|startup|all]
+    python -m bench.precision [--rounds 1] [--no-300dpi] [--only NAME] [--part speed|memory|all]
 
 Run it from the repository root.
 """
@@ -141,7 +141,7 @@ class Totals:
     rows: list[str] = field(default_factory=list)
 
 
-def speed(rounds: int, with_300dpi: bool, model_dir: Path) -> None:
+def speed(rounds: int, with_300dpi: bool, model_dir: Path, only: list[str]) -> None:
     import torch
 
     fp32 = bare_reader()
@@ -162,7 +162,12 @@ def speed(rounds: int, with_300dpi: bool, model_dir: Path) -> None:
         header += f" {'bf16 stand-in: chars changed':>29s}"
     print(header)
     totals = Totals()
-    for name, image in images(with_300dpi).items():
+    chosen = {
+        name: image
+        for name, image in images(with_300dpi).items()
+        if not only or any(part in name for part in only)
+    }
+    for name, image in chosen.items():
         # Alternating fp32, bf16, fp32, bf16 ...: a neighbour's load hits both alike.
         fp32_times, bf16_times, fp32_cpu, bf16_cpu = [], [], [], []
         for _ in range(rounds):
@@ -269,6 +274,9 @@ def main() -> None:
     parser.add_argument("--no-300dpi", action="store_true", help="leave out the 300 DPI page")
     parser.add_argument("--part", choices=["speed", "memory", "all"], default="all")
     parser.add_argument("--model-dir", type=Path, help="MODEL_DIR (default: temporary)")
+    parser.add_argument(
+        "--only", action="append", default=[], help="read only images whose name has this"
+    )
     parser.add_argument("--child", choices=["fp32", "bf16"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     model_dir = args.model_dir or Path(tempfile.mkdtemp(prefix="bench-precision-"))
@@ -283,7 +291,7 @@ def main() -> None:
         "service refuses PRECISION=bf16 here, and bf16's speed cannot be measured"
     )
     if args.part in ("speed", "all"):
-        speed(args.rounds, not args.no_300dpi, model_dir)
+        speed(args.rounds, not args.no_300dpi, model_dir, args.only)
     if args.part in ("memory", "all"):
         memory_and_startup(model_dir)
 

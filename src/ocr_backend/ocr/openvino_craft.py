@@ -78,7 +78,8 @@ class OpenVinoCraft:
     @property
     def precision(self) -> str:
         """What OpenVINO really computes in (`bf16`, or `f32` where the CPU lacks bf16)."""
-        return str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        kind = self.compiled.get_property("INFERENCE_PRECISION_HINT")  # an openvino.Type
+        return str(kind.to_string() if hasattr(kind, "to_string") else kind)
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
