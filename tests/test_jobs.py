@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,47 +24,13 @@ from ocr_backend.label_studio.schemas import Task
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
 from tests.support.label_studio import OCR_TEMPLATE
-from tests.support.label_studio_server import LabelStudioServer
+from tests.support.label_studio_server import LabelStudioWithPredictions
 from tests.support.settings import changed
 
 pytestmark = pytest.mark.slow  # real processes share one queue; pages read in the background
 
 PROJECT = "7.1763892800"
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-class LabelStudioWithPredictions(LabelStudioServer):
-    """The token-checking Label Studio of the image tests, plus /api/predictions/."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.predictions: list[dict] = []
-
-    def post(self, handler) -> None:
-        if urlsplit(handler.path).path != "/api/predictions/":
-            return super().post(handler)
-        kind, error = self.user(handler)
-        if error is not None:
-            return self.answer(handler, 401, error)
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = json.loads(handler.rfile.read(length))
-        body["id"] = len(self.predictions) + 1
-        self.predictions.append(body)
-        return self.answer(handler, 201, body)
-
-    def get(self, handler) -> None:
-        parts = urlsplit(handler.path)
-        if parts.path != "/api/predictions/":
-            return super().get(handler)
-        task = int(parse_qs(parts.query)["task"][0])
-        found = [p for p in self.predictions if p["task"] == task]
-        handler.send_response(200)
-        data = json.dumps(found).encode()
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-        return None
 
 
 @pytest.fixture
@@ -190,6 +156,8 @@ async def test_what_misses_the_deadline_is_written_to_label_studio_once(
     settings, engine, image_server, label_studio, tmp_path
 ):
     urls = pages(image_server, "written", 6)
+    for task in body_for(urls)["tasks"]:  # as Label Studio holds them
+        label_studio.add_task(task["id"], task["data"])
     configured = changed(
         settings,
         model_dir=tmp_path,
