@@ -22,7 +22,7 @@ import uvicorn
 from rich.console import Console
 
 from ocr_backend.api import create_app
-from ocr_backend.jobs import runner
+from ocr_backend.jobs import write_back
 from ocr_backend.jobs.priority import Priority
 from ocr_backend.jobs.store import Entry, JobStore
 from ocr_backend.settings import Settings
@@ -49,7 +49,7 @@ def label_studio():
 @pytest.fixture
 def fast_retries(monkeypatch):
     """Write retries after a tenth of a second instead of a minute, so a test sees several."""
-    monkeypatch.setattr(runner, "WRITE_RETRY_S", 0.1)
+    monkeypatch.setattr(write_back, "WRITE_RETRY_S", 0.1)
 
 
 def one_line_pages(image_server, prefix: str, count: int) -> list[str]:
@@ -276,7 +276,7 @@ async def test_a_failed_check_after_a_killed_write_keeps_the_write_unsure(
     configured = writing_to(settings, label_studio, tmp_path)
     # A process claimed the write, Label Studio stored it, and the process was killed
     # before it heard the answer.
-    dead = JobStore(tmp_path / "jobs", owner="somewhere:999999:dead")
+    dead = JobStore(tmp_path / "jobs", owner="somewhere:999999:dead", scope=label_studio.host)
     entry = Entry("killed", PROJECT, 7, 5, "v1", "c", task)
     result = [{"type": "textarea", "value": {"text": ["KILLED"]}}]
     await dead.run(dead.submit, [entry], {"c": OCR_TEMPLATE}, Priority.BULK, 0.0)

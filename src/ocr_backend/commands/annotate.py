@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 async def annotate(settings: Settings, engine: object, project: int, console: Console) -> Summary:
     from ..errors import LabelConfigError, LabelStudioError, TaskError
     from ..images.fetch import new_http_client
+    from ..jobs.direct import DirectJobs
     from ..jobs.priority import Priority
     from ..label_studio.client import LabelStudioClient
     from ..label_studio.config import parse_label_config
@@ -128,6 +129,16 @@ async def annotate(settings: Settings, engine: object, project: int, console: Co
             return summary
         context = PredictContext(label_studio=label_studio, request_id=f"annotate:{project}")
         places = asyncio.Semaphore(predictor.images_in_hand)
+        # Claimed in the service's queue first: a task the service has is not read twice.
+        shared = DirectJobs(
+            settings,
+            http,
+            fetcher,
+            project=project,
+            model_version=version,
+            label_config=config,
+        )
+        await shared.__aenter__()
 
         with Progress(
             TextColumn(f"project {project}"),
@@ -144,18 +155,30 @@ async def annotate(settings: Settings, engine: object, project: int, console: Co
                     if stopping.is_set():
                         return
                     task = Task.model_validate(summary_task.raw)  # type: ignore[attr-defined]
+                    key = await shared.claim(task)
+                    if key is None:  # the service has it: it delivers it
+                        summary.skipped += 1
+                        bar.update(progress, advance=1)
+                        return
                     try:
                         prediction = await predictor.read_page(
                             task, targets, context, Priority.BULK
                         )
-                        await client.create_prediction(
-                            task.id or 0, prediction.result, prediction.score, version
-                        )
-                        summary.written += 1
+                    except asyncio.CancelledError:
+                        await asyncio.shield(shared.put_back(key))
+                        raise
                     except TaskError as exc:
                         summary.fail(exc.reason, f"task {task.id}: {exc}")
+                        await shared.failed(key, exc.reason, str(exc))
                     except Exception as exc:  # a bug: counted and shown, the others go on
                         summary.fail("internal", f"task {task.id}: {type(exc).__name__}: {exc}")
+                        await shared.failed(key, "internal", f"{type(exc).__name__}: {exc}")
+                    else:
+                        why_not = await shared.deliver(key, prediction.result, prediction.score)
+                        if why_not is None:
+                            summary.written += 1
+                        else:
+                            summary.fail("not_written", f"task {task.id}: {why_not}")
                     done = summary.written + sum(summary.failed.values())
                     rate = done / max(0.001, time.monotonic() - started)
                     bar.update(progress, advance=1, rate=f"{rate:.2f}")
@@ -174,6 +197,7 @@ async def annotate(settings: Settings, engine: object, project: int, console: Co
             # Images in flight finish and are written; nothing new starts after a stop.
             with contextlib.suppress(Exception):
                 await asyncio.gather(*running)
+        await shared.__aexit__(None, None, None)
     summary.interrupted = stopping.is_set()
     summary.seconds = time.monotonic() - started
     return summary

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..metrics import JOB_IMAGES_PER_SECOND, JOB_SECONDS_LEFT, JOB_TASKS
-from .store import JobStore
+from .store import WRITES_STOPPED, JobStore
 
 log = logging.getLogger("ocr_backend.jobs")
 
@@ -35,6 +35,7 @@ class JobProgress:
     failures: dict[str, int] = field(default_factory=dict)  # reason: count
     failure_examples: list[str] = field(default_factory=list)
     not_written: list[str] = field(default_factory=list)  # why results wait for an answer
+    writes_stopped: int = 0  # results Label Studio refused too often: until /setup or a start
     images_per_second: float = 0.0
     seconds_left: float | None = None
     started_at: float | None = None
@@ -65,9 +66,9 @@ def job_progress(store: JobStore) -> list[JobProgress]:
     jobs: dict[str, JobProgress] = {}
     for row in store.rows(
         "SELECT project, state, delivery, reason, COUNT(*) AS n, MIN(created_at) AS first "
-        "FROM tasks WHERE created_at > ? OR state IN ('queued', 'reading') "
-        "OR (state = 'done' AND delivery IS NULL) GROUP BY project, state, delivery, reason",
-        (now - SHOWN_S,),
+        "FROM tasks WHERE scope = ? AND (created_at > ? OR state IN ('queued', 'reading') "
+        "OR (state = 'done' AND delivery IS NULL)) GROUP BY project, state, delivery, reason",
+        (store.scope, now - SHOWN_S),
     ):
         job = jobs.setdefault(row["project"], JobProgress(project=row["project"]))
         n = int(row["n"])
@@ -91,21 +92,29 @@ def job_progress(store: JobStore) -> list[JobProgress]:
         job.failure_examples = [
             row["error"]
             for row in store.rows(
-                "SELECT DISTINCT error FROM tasks WHERE project = ? AND state = 'failed' LIMIT ?",
-                (job.project, REASONS_SHOWN),
+                "SELECT DISTINCT error FROM tasks WHERE project = ? AND scope = ? "
+                "AND state = 'failed' LIMIT ?",
+                (job.project, store.scope, REASONS_SHOWN),
             )
         ]
         job.not_written = [
             row["write_error"]
             for row in store.rows(
-                "SELECT DISTINCT write_error FROM tasks WHERE project = ? AND state = 'done' "
-                "AND delivery IS NULL AND write_error IS NOT NULL LIMIT ?",
-                (job.project, REASONS_SHOWN),
+                "SELECT DISTINCT write_error FROM tasks WHERE project = ? AND scope = ? "
+                "AND state = 'done' AND (delivery IS NULL OR delivery = 'unsure') "
+                "AND write_error IS NOT NULL LIMIT ?",
+                (job.project, store.scope, REASONS_SHOWN),
             )
         ]
+        job.writes_stopped = store.rows(
+            "SELECT COUNT(*) FROM tasks WHERE project = ? AND scope = ? AND state = 'done' "
+            "AND (delivery IS NULL OR delivery = 'unsure') AND write_after >= ?",
+            (job.project, store.scope, WRITES_STOPPED),
+        )[0][0]
         (recent, first_start) = store.rows(
-            "SELECT COUNT(*), MIN(started_at) FROM tasks WHERE project = ? AND finished_at > ?",
-            (job.project, now - RATE_WINDOW_S),
+            "SELECT COUNT(*), MIN(started_at) FROM tasks WHERE project = ? AND scope = ? "
+            "AND finished_at > ?",
+            (job.project, store.scope, now - RATE_WINDOW_S),
         )[0]
         if recent and first_start:
             window = max(1.0, min(RATE_WINDOW_S, now - first_start))
