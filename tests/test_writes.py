@@ -23,8 +23,8 @@ from rich.console import Console
 
 from ocr_backend.api import create_app
 from ocr_backend.jobs import write_back
-from ocr_backend.jobs.priority import Priority
 from ocr_backend.jobs.store import Entry, JobStore
+from ocr_backend.priority import Priority
 from ocr_backend.settings import Settings
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
@@ -96,19 +96,21 @@ async def until(check: Callable[[], Any], within: float = 60.0, step: float = 0.
     return None
 
 
-async def rows(services, sql: str = "SELECT * FROM tasks ORDER BY task_id") -> list[dict]:
-    found = await services.job_store.run(services.job_store.rows, sql)
-    return [dict(row) for row in found]
+async def counted(services, *, states=("done",), deliveries=None) -> int:
+    store = services.job_store
+    return sum(
+        count.tasks
+        for count in await store.run(store.counts, 0.0)
+        if count.state in states and (deliveries is None or count.delivery in deliveries)
+    )
 
 
 async def read(services, count: int) -> bool:
-    found = await rows(services)
-    return sum(1 for row in found if row["state"] == "done") >= count
+    return await counted(services) >= count
 
 
 async def delivered(services, count: int) -> bool:
-    found = await rows(services)
-    return sum(1 for row in found if row["delivery"] in ("written", "answered")) >= count
+    return await counted(services, deliveries=("written", "answered")) >= count
 
 
 # -- 1. two services, one MODEL_DIR ------------------------------------------------------

@@ -36,13 +36,38 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..priority import Priority
 from ..settings import Settings
-from .priority import Priority
 
 T = TypeVar("T")
+
+
+class State(StrEnum):
+    """Where a task is in its reading (the `state` column; the SQL below spells the values)."""
+
+    QUEUED = "queued"
+    READING = "reading"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Delivery(StrEnum):
+    """Where a read task's result went (the `delivery` column; NULL: nowhere yet)."""
+
+    ANSWERED = "answered"  # given in a /predict answer
+    WRITING = "writing"  # being written to Label Studio through its API
+    WRITTEN = "written"  # written through the API
+    UNSURE = "unsure"  # a write cut short, or answered late: Label Studio may hold it
+    ANSWERING = "answering"  # in a /predict answer not yet sent whole
+
+
+# The project of a request that names none (a client other than Label Studio): its tasks
+# are queued apart, and written with the settings' Label Studio only.
+NO_PROJECT = "-"
 
 JOBS_DIR = "jobs"  # under MODEL_DIR
 FILE_NAME = "jobs.sqlite3"
@@ -145,8 +170,8 @@ class Claimed:
 class Outcome:
     """What an answer says about one task, as the row stood when the answer claimed it."""
 
-    state: str
-    delivery: str | None
+    state: State
+    delivery: Delivery | None
     result: list[dict[str, Any]] | None = None
     score: float | None = None
     reason: str | None = None
@@ -186,10 +211,6 @@ class JobStore:
     async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, functools.partial(call, *args, **kwargs))
-
-    def call(self, call: Callable[..., T], *args: Any) -> T:
-        """Run a step from plain (non-async) code, on the store's thread too."""
-        return self._thread.submit(call, *args).result()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -362,9 +383,10 @@ class JobStore:
                             "delivered_to = ? WHERE key = ?",
                             (now, answer, row["key"]),
                         )
+                    delivered = Delivery(row["delivery"]) if row["delivery"] else None
                     outcomes[row["key"]] = Outcome(
-                        state=row["state"],
-                        delivery="answered" if mine else row["delivery"],
+                        state=State(row["state"]),
+                        delivery=Delivery.ANSWERED if mine else delivered,
                         result=json.loads(row["result"]) if row["result"] else None,
                         score=row["score"],
                         reason=row["reason"],
@@ -711,9 +733,83 @@ class JobStore:
             (cutoff, cutoff),
         ).rowcount
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        """A read-only query, for progress and tests."""
-        return self.db.execute(sql, params).fetchall()
+    # -- progress (jobs/progress.py) -----------------------------------------------------
+
+    def counts(self, since: float) -> list[Count]:
+        """Tasks of this scope by project, state, delivery and failure reason: those
+        created since `since`, and every one still queued, being read, or waiting to be
+        delivered."""
+        return [
+            Count(
+                project=row["project"],
+                state=State(row["state"]),
+                delivery=Delivery(row["delivery"]) if row["delivery"] else None,
+                reason=row["reason"],
+                tasks=int(row["n"]),
+                first_created=row["first"],
+            )
+            for row in self.db.execute(
+                "SELECT project, state, delivery, reason, COUNT(*) AS n, "
+                "MIN(created_at) AS first FROM tasks WHERE scope = ? AND (created_at > ? "
+                "OR state IN ('queued', 'reading') OR (state = 'done' AND delivery IS NULL)) "
+                "GROUP BY project, state, delivery, reason",
+                (self.scope, since),
+            )
+        ]
+
+    def failure_examples(self, project: str, limit: int) -> list[str]:
+        """Distinct errors of the project's failed tasks."""
+        return [
+            row["error"]
+            for row in self.db.execute(
+                "SELECT DISTINCT error FROM tasks WHERE project = ? AND scope = ? "
+                "AND state = 'failed' LIMIT ?",
+                (project, self.scope, limit),
+            )
+        ]
+
+    def write_errors(self, project: str, limit: int) -> list[str]:
+        """Why results read and not delivered were not written to Label Studio."""
+        return [
+            row["write_error"]
+            for row in self.db.execute(
+                "SELECT DISTINCT write_error FROM tasks WHERE project = ? AND scope = ? "
+                "AND state = 'done' AND (delivery IS NULL OR delivery = 'unsure') "
+                "AND write_error IS NOT NULL LIMIT ?",
+                (project, self.scope, limit),
+            )
+        ]
+
+    def writes_stopped(self, project: str) -> int:
+        """How many of the project's results wait after Label Studio refused too often."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM tasks WHERE project = ? AND scope = ? AND state = 'done' "
+            "AND (delivery IS NULL OR delivery = 'unsure') AND write_after >= ?",
+            (project, self.scope, WRITES_STOPPED),
+        ).fetchone()
+        return int(row[0])
+
+    def finished_since(self, project: str, since: float) -> tuple[int, float | None]:
+        """How many of the project's tasks finished since `since`, and when the first of
+        them was started."""
+        count, first_start = self.db.execute(
+            "SELECT COUNT(*), MIN(started_at) FROM tasks WHERE project = ? AND scope = ? "
+            "AND finished_at > ?",
+            (project, self.scope, since),
+        ).fetchone()
+        return int(count), first_start
+
+
+@dataclass(frozen=True)
+class Count:
+    """How many tasks of one project are in one state (and delivery, and failure reason)."""
+
+    project: str
+    state: State
+    delivery: Delivery | None
+    reason: str | None
+    tasks: int
+    first_created: float
 
 
 ANSWER_COLUMNS = "key, state, delivery, result, score, reason, error, delivered_to, delivered_at"
