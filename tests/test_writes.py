@@ -259,13 +259,12 @@ async def test_a_write_answered_after_the_timeout_is_not_written_again(
     configured = writing_to(settings, label_studio, tmp_path, fetch_timeout=0.5)
     async with async_client(create_app(configured, engine=engine)) as (client, services):
         await client.post("/predict", json=body(tasks), timeout=60)
-        twice = await until(
-            lambda: any(len(label_studio.predictions_of(t["id"])) > 1 for t in tasks), 20
-        )
-        settled = await delivered(services, 2)
+        # Checked, found, and marked written (a blind retry would store another each time).
+        settled = await until(lambda: delivered(services, 2), within=180)
+        await asyncio.sleep(1.0)
     per_task = [len(label_studio.predictions_of(t["id"])) for t in tasks]
-    assert not twice and per_task == [1, 1], per_task
-    assert settled  # checked, found, and marked written
+    assert per_task == [1, 1], per_task
+    assert settled
 
 
 # -- 7. a failed check after a killed write ----------------------------------------------------------
@@ -337,7 +336,7 @@ async def test_results_read_for_a_client_that_hung_up_are_written(
         async with httpx.AsyncClient() as client:
             with pytest.raises(httpx.ReadTimeout):  # Label Studio (or a proxy) gives up
                 await client.post(f"{url}/predict", json=body(tasks), timeout=1.0)
-        await until(lambda: len(label_studio.predictions) >= 2, within=40)
+        await until(lambda: len(label_studio.predictions) >= 2, within=180)
         async with httpx.AsyncClient() as client:
             jobs = (await client.get(f"{url}/jobs")).json()["jobs"]
     assert sorted(p["task"] for p in label_studio.predictions) == [1, 2], jobs
