@@ -167,7 +167,7 @@ def test_mutated_pdfs_fail_alone_and_write_only_their_own_pages(tmp_path):
         page_urls=PageUrls(tmp_path / "out", url_prefix="http://x"),
         limits=RenderLimits(max_pages=50, max_output=GiB, memory=GiB, page_timeout=5),
     )  # fmt: skip
-    cases = failed = 0
+    cases = failed = stopped = 0
     started = time.monotonic()
     while time.monotonic() - started < FUZZ_SECONDS or cases < MIN_CASES:
         run = tmp_path / f"run-{cases}"
@@ -186,6 +186,7 @@ def test_mutated_pdfs_fail_alone_and_write_only_their_own_pages(tmp_path):
             if result.task is None:
                 failed += 1
                 assert result.error and str(result.source) in result.error
+                stopped += "rendering process died" in result.error or "took more" in result.error
             else:
                 (folder,) = {url.rsplit("/", 2)[-2] for url in result.task["data"]["pages"]}
                 kept_folders.add(folder)
@@ -197,5 +198,8 @@ def test_mutated_pdfs_fail_alone_and_write_only_their_own_pages(tmp_path):
             for file in folder.iterdir():
                 file.unlink()
             folder.rmdir()
-    print(f"{cases} mutated PDFs in {time.monotonic() - started:.0f} s, {failed} refused")
+    print(
+        f"{cases} mutated PDFs in {time.monotonic() - started:.0f} s: {failed} refused, "
+        f"{stopped} of them by the memory or time cap"
+    )
     assert 0 < failed < cases, "the mutations break some PDFs and leave others readable"

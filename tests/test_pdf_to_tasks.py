@@ -3,6 +3,7 @@ written as Label Studio import tasks; with --predict, read by real EasyOCR."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,7 +15,8 @@ from PIL import Image
 
 from ocr_backend.__main__ import main
 from ocr_backend.convert import lines_to_regions
-from ocr_backend.documents.tasks import DOCUMENT_LABEL_CONFIG
+from ocr_backend.documents.batch import ConvertOptions, convert_documents
+from ocr_backend.documents.tasks import DOCUMENT_LABEL_CONFIG, PageUrls
 from ocr_backend.label_studio.config import parse_label_config
 from ocr_backend.ocr.lines import to_text_line
 from tests.support.drawing import draw_page
@@ -38,14 +40,12 @@ def letter(tmp_path) -> Path:
     return make_pdf(tmp_path / "letter.pdf", [page])
 
 
-def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 280
-) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The command as a user runs it: its own process, the environment's settings."""
     environment = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "ocr_backend", "pdf-to-tasks", *args],
-        capture_output=True, text=True, env=environment, timeout=timeout, check=False,
+        capture_output=True, text=True, env=environment, timeout=280, check=False,
     )  # fmt: skip
 
 
@@ -164,24 +164,27 @@ def test_predict_puts_each_pages_regions_on_that_page(tmp_path, settings):
     assert sizes == {0: {first.size}, 2: {(1000, 300)}}
 
 
-@pytest.mark.timeout(900)  # EasyOCR loaded twice (the command, this test), three pages read twice
-def test_predict_reads_each_page_as_readtext_reads_the_png_written(tmp_path, settings, engine):
+def test_predict_reads_each_page_as_readtext_reads_the_png_written(tmp_path, engine):
     """A PDF of the real photos: each page's regions are readtext's on the page's PNG file.
 
     So a backend connected later, which fetches that PNG, predicts what the
-    import file already holds. Before, the command read the rendered page from
-    memory and greyed it its own way: `i?` where readtext on the PNG reads `Ti?`.
+    import file already holds. Before, the rendered page was read from memory
+    and greyed its own way: 11 of 37 texts differed from readtext's on the
+    PNG. The command's own batch code, on the session's engine (the command
+    as a process is test_predict_puts_each_pages_regions_on_that_page).
     """
     photos = [Image.open(IMAGES / name) for name in PHOTOS]
     photos[2] = photos[2].crop((0, 0, 1000, 500))  # the screenshot's top left: its menus
     pdf = make_pdf(tmp_path / "photos.pdf", photos)
     out = tmp_path / "out"
-    env = {"LANG_LIST": "en", "MODEL_DOWNLOAD": "false", "MODEL_DIR": str(settings.model_dir),
-           "LOCAL_FILES_DOCUMENT_ROOT": str(tmp_path)}  # fmt: skip
-    done = run(str(pdf), "--out", str(out), "--dpi", "100", "--predict", env=env, timeout=600)
-    assert done.returncode == 0, done.stderr
-    (task,) = json.loads((out / "tasks.json").read_text())
-    (prediction,) = task["predictions"]
+    options = ConvertOptions(
+        out=out, dpi=100, max_pixels=50_000_000,
+        targets=parse_label_config(DOCUMENT_LABEL_CONFIG),
+        page_urls=PageUrls(out, url_prefix="http://x"), model_version="v",
+    )  # fmt: skip
+    (result,) = asyncio.run(convert_documents([pdf], options, engine))
+    assert result.task is not None, result.error
+    (prediction,) = result.task["predictions"]
     targets = parse_label_config(DOCUMENT_LABEL_CONFIG)
     for index in range(len(PHOTOS)):
         png = out / "pages" / "photos" / f"page-{index + 1:04d}.png"
@@ -193,7 +196,7 @@ def test_predict_reads_each_page_as_readtext_reads_the_png_written(tmp_path, set
             region_id=lambda: "id", item_index=index,
         )  # fmt: skip
         got = [{**item, "id": "id"} for item in prediction["result"] if item["item_index"] == index]
-        assert len(expected) >= 3 * 5, "each photo has several lines of text"
+        assert len(expected) >= 5, "each photo has several lines of text"
         assert [texts(item) for item in got] == [texts(item) for item in expected]
         for mine, theirs in zip(got, expected, strict=True):
             assert mine["score"] == pytest.approx(theirs["score"], abs=1e-6)
