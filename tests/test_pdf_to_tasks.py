@@ -189,7 +189,7 @@ def test_predict_reads_each_page_as_readtext_reads_the_png_written(tmp_path, eng
     for index in range(len(PHOTOS)):
         png = out / "pages" / "photos" / f"page-{index + 1:04d}.png"
         width, height = Image.open(png).size
-        found = engine._pool.submit(engine.reader.readtext, str(png)).result()
+        found = engine._pool.submit(engine.reader.easyocr.readtext, str(png)).result()
         lines = [to_text_line(box, str(text).strip(), score) for box, text, score in found]
         expected = lines_to_regions(
             [line for line in lines if line.text], targets, width, height,

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..convert import lines_to_regions
-from ..engine import OcrEngine
+from ..convert import page_prediction
+from ..engine import Engine
 from ..errors import DocumentError, ImageDecodeError
 from ..images.decode import decode_page
 from ..label_studio.config import OcrTargets
-from ..ocr.lines import TextLine, mean_score
+from ..ocr.lines import TextLine
 from .pdf import check_file
 from .render import PARTIAL_SUFFIX
 from .renderer import RenderedPage, Renderer, RenderLimits
@@ -58,7 +58,7 @@ class DocumentResult:
 async def convert_documents(
     pdfs: Sequence[Path],
     options: ConvertOptions,
-    engine: OcrEngine | None = None,
+    engine: Engine | None = None,
     on_page: Callable[[], None] = lambda: None,
     on_count: Callable[[int], None] = lambda count: None,
 ) -> list[DocumentResult]:
@@ -87,7 +87,7 @@ async def _convert_one(
     path: Path,
     folder: Path,
     options: ConvertOptions,
-    engine: OcrEngine | None,
+    engine: Engine | None,
     renderer: Renderer,
     *,
     budget: int,
@@ -201,16 +201,17 @@ def _prediction(
     pages: Sequence[tuple[list[TextLine], int, int]], options: ConvertOptions
 ) -> dict[str, Any]:
     """The document's prediction, as /predict would answer it for the same pages."""
-    items: list[dict[str, Any]] = []
-    kept_lines: list[TextLine] = []
-    for index, (lines, width, height) in enumerate(pages):
-        kept = [line for line in lines if line.score >= options.score_threshold]
-        kept_lines.extend(kept)
-        items.extend(lines_to_regions(kept, options.targets, width, height, item_index=index))
+    assert options.model_version is not None  # set whenever an engine reads
+    prediction = page_prediction(
+        pages,
+        options.targets,
+        score_threshold=options.score_threshold,
+        model_version=options.model_version,
+    )
     return {
-        "model_version": options.model_version,
-        "score": mean_score(kept_lines),
-        "result": items,
+        "model_version": prediction.model_version,
+        "score": prediction.score,
+        "result": prediction.result,
     }
 
 
