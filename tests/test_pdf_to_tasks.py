@@ -164,6 +164,7 @@ def test_predict_puts_each_pages_regions_on_that_page(tmp_path, settings):
     assert sizes == {0: {first.size}, 2: {(1000, 300)}}
 
 
+@pytest.mark.timeout(900)  # three real pages read twice: by the batch code and by readtext
 def test_predict_reads_each_page_as_readtext_reads_the_png_written(tmp_path, engine):
     """A PDF of the real photos: each page's regions are readtext's on the page's PNG file.
 
