@@ -170,9 +170,11 @@ def test_predict_reads_each_page_as_readtext_reads_the_png_written(tmp_path, eng
 
     So a backend connected later, which fetches that PNG, predicts what the
     import file already holds. Before, the rendered page was read from memory
-    and greyed its own way: 11 of 37 texts differed from readtext's on the
-    PNG. The command's own batch code, on the session's engine (the command
-    as a process is test_predict_puts_each_pages_regions_on_that_page).
+    and greyed its own way: on the diagram's page, 17 of readtext's 18 lines
+    on the PNG came back with another box or score, one with another text
+    (`Docoders` for `Docodors`). The command's own batch code, on the
+    session's engine (the command as a process is
+    test_predict_puts_each_pages_regions_on_that_page).
     """
     photos = [Image.open(IMAGES / name) for name in PHOTOS]
     photos[2] = photos[2].crop((0, 0, 1000, 500))  # the screenshot's top left: its menus
