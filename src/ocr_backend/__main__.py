@@ -11,12 +11,13 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from .commands import annotate, pdf_to_tasks, serve
+from .commands import annotate, export, pdf_to_tasks, serve
 
 COMMANDS: dict[str, ModuleType] = {
     "serve": serve,
     "annotate": annotate,
     "pdf-to-tasks": pdf_to_tasks,
+    "export": export,
 }
 
 
