@@ -12,13 +12,9 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..settings import Settings
 from .serve import load_settings
-
-if TYPE_CHECKING:
-    from ..training.export import Manifest
 
 HELP = "export a Label Studio project's corrected text regions as training data"
 
@@ -50,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
     if settings is None or not needs_label_studio(settings, "export"):
         return 2
     from ..errors import LabelConfigError, LabelStudioError
+    from ..training.export import export_with_settings
 
     try:
-        manifest = asyncio.run(export(settings, args.project, args.out))
+        manifest = asyncio.run(export_with_settings(settings, args.project, args.out))
     except (LabelStudioError, LabelConfigError, FileExistsError) as exc:
         print(f"ocr-backend export: project {args.project}: {exc}", file=sys.stderr)
         return 1
@@ -73,32 +70,3 @@ def run(args: argparse.Namespace) -> int:
             "(lines with them are exported, and left out of fine-tuning)"
         )
     return 0
-
-
-async def export(settings: Settings, project: int, out: Path) -> Manifest:
-    from ..images.fetch import new_http_client
-    from ..label_studio.client import LabelStudioClient
-    from ..label_studio.storage import LabelStudioImageFetcher
-    from ..training.alphabet import recogniser_model
-    from ..training.export import export_project
-
-    model = recogniser_model(settings.lang_list)
-    http = new_http_client(settings.fetch_timeout, allow_private=settings.allow_private_networks)
-    async with http:
-        fetcher = LabelStudioImageFetcher(
-            http, max_bytes=settings.max_image_bytes, settings=settings
-        )
-        label_studio = fetcher.connect(None)
-        assert label_studio.host is not None
-        client = LabelStudioClient(http, label_studio.host, label_studio.auth)
-        return await export_project(
-            project,
-            out,
-            client=client,
-            fetcher=fetcher,
-            label_studio=label_studio,
-            languages=settings.lang_list,
-            alphabet=model.characters,
-            recogniser=model.name,
-            max_pixels=settings.max_image_pixels,
-        )
