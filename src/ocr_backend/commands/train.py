@@ -11,10 +11,12 @@ the service starts this same command for Label Studio's "Start Training".
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
 
+from ..settings import Settings
 from .export import needs_label_studio
 from .serve import load_settings
 
@@ -46,6 +48,18 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(settings.training_threads)
+    from ..training.registry import ModelRegistry
+
+    assert settings.label_studio_host is not None
+    lock = ModelRegistry(settings.model_dir, settings.label_studio_host).root / "training.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as held:
+        # One training at a time on this MODEL_DIR, from every worker and every shell.
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return _train(settings, args)
+
+
+def _train(settings: Settings, args: argparse.Namespace) -> int:
     from ..errors import LabelConfigError, LabelStudioError, StartupError
     from ..training.pipeline import train_project
 

@@ -27,6 +27,7 @@ from ..label_studio.projects import STORE_DIR, ProjectStore
 from ..label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from ..predictor import Predictor
 from ..settings import Settings
+from ..training.trainer import Trainer
 from .admission import AdmissionQueue
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Services:
     projects: ProjectStore
     job_store: JobStore
     jobs: QueuedPredictions
+    trainer: Trainer
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Services]]]
@@ -95,14 +97,18 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
                 projects=projects,
                 job_store=job_store,
                 jobs=QueuedPredictions(job_store, runner, predictor.model_version),
+                trainer=Trainer(settings),
             )
             await runner.start()
+            # A training stopped by the last shutdown starts again (training/trainer.py).
+            services.trainer.resume()
             try:
                 with stop_signals_tell(runner.request_stop):
                     yield {STATE_KEY: services}
             finally:
                 # Images in flight finish; what is still queued stays on disk for next time.
                 await runner.stop()
+                await services.trainer.close()
                 job_store.close()
                 metrics.forget_this_process()
                 if owned:

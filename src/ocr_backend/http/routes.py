@@ -19,12 +19,14 @@ from ..label_studio.schemas import (
     PredictResponse,
     SetupRequest,
     SetupResponse,
+    TrainRequest,
     VersionsResponse,
     WebhookRequest,
     WebhookResponse,
 )
 from ..predictor import PredictContext, images_to_read
 from ..settings import Settings
+from ..training.trainer import Trainer, project_id
 from .deps import (
     EngineDep,
     JobsDep,
@@ -36,6 +38,7 @@ from .deps import (
     QueueDep,
     RequestContextDep,
     SettingsDep,
+    TrainerDep,
 )
 from .examples import PREDICT_RESPONSE_EXAMPLE, SETUP_EXAMPLES, WEBHOOK_EXAMPLES
 
@@ -114,6 +117,7 @@ async def setup(
     settings: SettingsDep,
     projects: ProjectsDep,
     predictor: PredictorDep,
+    trainer: TrainerDep,
 ) -> SetupResponse:
     """Check that the project's label config can be served; answer the model version."""
     # Label Studio gives /setup 3 s: parse the config, never load anything.
@@ -122,7 +126,8 @@ async def setup(
     except LabelConfigError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     projects.save(body.project, ProjectSetup(body.label_config, body.hostname, body.access_token))
-    return SetupResponse(model_version=predictor.model_version)
+    trained = trainer.model_for(project_id(body.project))
+    return SetupResponse(model_version=trained.version if trained else predictor.model_version)
 
 
 @router.post(
@@ -216,9 +221,39 @@ async def predict(
 )
 async def webhook(
     body: Annotated[WebhookRequest, Body(openapi_examples=WEBHOOK_EXAMPLES)],
+    trainer: TrainerDep,
 ) -> WebhookResponse:
+    """START_TRAINING ("Start Training" on the model card, or every N annotations) starts a
+    training in the background and is answered at once; other events are acknowledged."""
+    if body.action != "START_TRAINING":
+        return WebhookResponse(status="ok", detail=f"event {body.action} acknowledged; ignored")
+    return start_training(trainer, body.project)
+
+
+@router.post(
+    "/train",
+    summary="Training request from a Label Studio with the training webhook off (legacy)",
+    response_model=WebhookResponse,
+)
+async def train(body: TrainRequest, trainer: TrainerDep) -> WebhookResponse:
+    return start_training(trainer, body.project)
+
+
+def start_training(trainer: Trainer, project: object) -> WebhookResponse:
+    why = trainer.enabled
+    if why is not None:
+        return WebhookResponse(status="ignored", detail=why)
+    number = project_id(project)
+    if number is None:
+        raise HTTPException(
+            status_code=422,
+            detail='a training request needs the project: {"project": {"id": <id>}}',
+        )
+    job, state = trainer.start(number)
     return WebhookResponse(
-        status="ok", detail="EasyOCR is not trained by this backend; the event was ignored"
+        status=state.replace("already ", ""),
+        detail=f"training project {number}: {state}; progress in GET /jobs",
+        job=job,
     )
 
 

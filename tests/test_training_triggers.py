@@ -1,0 +1,126 @@
+"""Starting a training: "Start Training" (START_TRAINING webhook), the legacy /train, and
+a restart; /jobs shows it, /setup answers a project's own model version."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ocr_backend.training.registry import ModelRegistry
+from ocr_backend.training.trainer import Trainer
+from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.label_studio_api import LabelStudioApi
+from tests.support.settings import changed
+
+
+@pytest.fixture
+def label_studio():
+    server = LabelStudioApi(storage_url="http://127.0.0.1:9")
+    yield server
+    server.close()
+
+
+def configured(settings, label_studio, tmp_path):
+    return changed(
+        settings,
+        label_studio_host=label_studio.host,
+        label_studio_access_token=label_studio.personal_access_token,
+        model_dir=tmp_path / "models",
+    )
+
+
+def test_start_training_without_label_studio_says_what_to_set(client):
+    response = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1}})
+    assert response.status_code == 200
+    assert response.json()["status"] == "ignored"
+    assert "LABEL_STUDIO_HOST and LABEL_STUDIO_ACCESS_TOKEN" in response.json()["detail"]
+    other = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}})
+    assert other.json()["status"] == "ok"
+
+
+def test_setup_answers_the_project_model_version_and_other_projects_the_stock_one(
+    settings, client_for, label_studio, tmp_path
+):
+    ready = configured(settings, label_studio, tmp_path)
+    registry = ModelRegistry(ready.model_dir, label_studio.host)
+    number = registry.next_number(7)
+    registry.weights_path(7, number).write_bytes(b"weights")
+    with client_for(ready) as client:
+        stock = client.post("/setup", json={"project": "8.1763892800", "schema": OCR_TEMPLATE})
+        registry.record(7, number, {"reason": "test"}, True, stock.json()["model_version"])
+        mine = client.post("/setup", json={"project": "7.1763892800", "schema": OCR_TEMPLATE})
+        assert mine.json()["model_version"] == (
+            f"{stock.json()['model_version']}-project7-training1"
+        )
+        # A rollback is seen at the next /setup, without a restart.
+        registry.rollback(7)
+        again = client.post("/setup", json={"project": "7.1763892800", "schema": OCR_TEMPLATE})
+        assert again.json()["model_version"] == stock.json()["model_version"]
+
+
+@pytest.mark.slow  # a training process starts (and fails: the project is not there)
+def test_start_training_is_answered_at_once_and_runs_in_the_background(
+    settings, client_for, label_studio, tmp_path
+):
+    with client_for(configured(settings, label_studio, tmp_path)) as client:
+        started = time.monotonic()
+        response = client.post(
+            "/webhook", json={"action": "START_TRAINING", "project": {"id": 41, "title": "x"}}
+        )
+        assert time.monotonic() - started < 5
+        assert response.status_code == 200
+        assert response.json()["status"] == "started"
+        assert response.json()["job"] == "training-project-41"
+        again = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 41}})
+        assert again.json()["status"] == "running"
+        legacy = client.post("/train", json={"project": 42, "annotations": []})
+        assert legacy.json() | {"detail": ""} == {
+            "status": "queued",
+            "job": "training-project-42",
+            "detail": "",
+        }
+        health = time.monotonic()
+        assert client.get("/health").status_code == 200
+        assert time.monotonic() - health < 2, "/health never waits for a training"
+        deadline = time.monotonic() + 600
+        failed: dict = {}
+        while time.monotonic() < deadline:
+            trainings = client.get("/jobs").json()["trainings"]
+            failed = next((t for t in trainings if t["project"] == 41), {})
+            if failed.get("state") == "failed":
+                break
+            time.sleep(1)
+        # Project 41 is not in that Label Studio: the training fails and says why.
+        assert failed.get("state") == "failed", failed
+        assert "HTTP 404" in failed["step"]
+        bad = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": "x"}})
+        assert bad.status_code == 422 and '"project"' in bad.json()["detail"]
+
+
+@pytest.mark.slow  # a training process starts
+def test_a_training_stopped_by_a_restart_starts_again(settings, label_studio, tmp_path):
+    ready = configured(settings, label_studio, tmp_path)
+    registry = ModelRegistry(ready.model_dir, label_studio.host)
+    folder = registry.folder(9)
+    (folder / ".training-abc" / "export").mkdir(parents=True)
+    (folder / ".training-1.pth.x.tmp").write_bytes(b"half")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    progress = {"project": 9, "training": 1, "state": "running", "pid": gone.pid, "step": "x"}
+    (folder / "progress.json").write_text(json.dumps(progress))
+    trainer = Trainer(ready)
+    assert [t["state"] for t in trainer.trainings()] == ["interrupted"]
+    trainer.resume()
+    try:
+        assert trainer.running is not None and trainer.running[0] == 9
+        assert not (folder / ".training-abc").exists()
+        assert not (folder / ".training-1.pth.x.tmp").exists()
+        assert registry.current(9) is None, "nothing half-done is served"
+    finally:
+        if trainer.running is not None:
+            trainer.running[1].kill()
+            trainer.running[1].wait()
