@@ -22,6 +22,7 @@ from tests.support.meter_displays import annotation_result, fonts_missing, meter
 
 pytestmark = [
     pytest.mark.slow,  # a training process; minutes on two busy cores
+    pytest.mark.timeout(1800),
     pytest.mark.skipif(fonts_missing() is not None, reason=str(fonts_missing())),
 ]
 

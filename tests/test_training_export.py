@@ -27,6 +27,7 @@ from tests.support.meter_displays import (
 
 pytestmark = [
     pytest.mark.slow,  # each export is an `ocr-backend export` process
+    pytest.mark.timeout(900),
     pytest.mark.skipif(fonts_missing() is not None, reason=str(fonts_missing())),
 ]
 
