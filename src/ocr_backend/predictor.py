@@ -28,7 +28,7 @@ from .convert import lines_to_regions
 from .engine import Engine
 from .errors import RequestError, TaskError, TooManyRegions
 from .images.cache import ImageCache
-from .images.crop import crop_region, region_bounds, within
+from .images.crop import Crop, crop_region, region_bounds, within
 from .images.decode import PDF_ADVICE, decode_page
 from .images.fetch import describe, names_a_pdf
 from .jobs.priority import Priority, PriorityGate
@@ -43,10 +43,9 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-def model_version(settings: Settings) -> str:
-    """Changes whenever a setting that changes the output changes, so Label Studio asks again."""
-    import easyocr
-
+def model_version(settings: Settings, engine: Engine) -> str:
+    """Changes whenever the OCR library or a setting that changes the output changes, so
+    Label Studio asks again: `easyocr-1.7.2-en-4cbfbf46`."""
     output_settings = {
         "languages": list(settings.lang_list),
         "score_threshold": settings.score_threshold,
@@ -54,7 +53,8 @@ def model_version(settings: Settings) -> str:
         "label_mappings": settings.label_mappings,
     }
     digest = hashlib.sha256(json.dumps(output_settings, sort_keys=True).encode()).hexdigest()
-    return f"easyocr-{easyocr.__version__}-{'+'.join(settings.lang_list)}-{digest[:8]}"
+    library = f"{engine.name.lower()}-{engine.version}"
+    return f"{library}-{'+'.join(settings.lang_list)}-{digest[:8]}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Predictor:
         self.engine = engine
         self.fetcher = fetcher
         self.settings = settings
-        self.model_version = model_version(settings)
+        self.model_version = model_version(settings, engine)
         # The engine's threads plus a couple of images decoded ahead of them, shared by
         # all requests: the memory held stays bounded however many requests wait. People
         # and bulk work each have their own allowance, so an annotator's image is fetched
@@ -285,7 +285,7 @@ class Predictor:
         except TaskError as exc:
             raise page_error(exc, index, len(refs)) from None
 
-    async def _read_region(self, crop: np.ndarray) -> list[TextLine]:
+    async def _read_region(self, crop: Crop) -> list[TextLine]:
         async with self.engine_gate.slot(Priority.PEOPLE):
             return await self.engine.read_region(crop)
 
@@ -363,8 +363,9 @@ class Predictor:
             raise TaskError(f"image {describe(ref)}: {exc}", reason=exc.reason) from None
 
 
-def cut(page: np.ndarray, geometry: dict[str, Any]) -> np.ndarray | None:
-    """The region's upright crop, from the part of the page under it only (a view, no copy)."""
+def cut(page: np.ndarray, geometry: dict[str, Any]) -> Crop | None:
+    """The region's upright crop, cut from the part of the page under it only (a view, no
+    copy), with where in the crop the region lies."""
     height, width = page.shape[:2]
     box = region_bounds(geometry, width, height)
     if box is None:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..convert import lines_to_regions
-from ..engine import OcrEngine
+from ..engine import Engine
 from ..errors import DocumentError
 from ..label_studio.config import OcrTargets
 from ..ocr.lines import TextLine, mean_score
@@ -64,7 +64,7 @@ def open_pdfs(paths: Sequence[Path]) -> list[tuple[Path, PdfFile | DocumentError
 async def convert_documents(
     pdfs: Sequence[tuple[Path, PdfFile | DocumentError]],
     options: ConvertOptions,
-    engine: OcrEngine | None = None,
+    engine: Engine | None = None,
     on_page: Callable[[], None] = lambda: None,
 ) -> list[DocumentResult]:
     """One result per PDF, in order; `on_page` is called as each page is done."""
@@ -88,7 +88,7 @@ async def _convert_one(
     pdf: PdfFile,
     folder: Path,
     options: ConvertOptions,
-    engine: OcrEngine | None,
+    engine: Engine | None,
     on_page: Callable[[], None],
     pdfium_thread: ThreadPoolExecutor,
 ) -> DocumentResult:

@@ -84,7 +84,7 @@ async def health(engine: EngineDep, predictor: PredictorDep) -> dict[str, Any]:
     # says "degraded"; its requests are answered by the actors left, or 503.
     return {
         "status": "UP",
-        "model_class": "EasyOCR",
+        "model_class": engine.name,
         "device": engine.device,
         "languages": list(engine.languages),
         "model_version": predictor.model_version,
