@@ -32,7 +32,7 @@ from ocr_backend.images.fetch import new_http_client
 from ocr_backend.label_studio.client import LabelStudioClient
 from ocr_backend.label_studio.config import STOCK_OCR_CONFIG
 from ocr_backend.label_studio.storage import LabelStudioImageFetcher
-from ocr_backend.ocr.recogniser import use_recogniser
+from ocr_backend.ocr.easyocr_reader import load_recogniser
 from ocr_backend.ocr.weights import bundled_model_dir
 from ocr_backend.settings import Settings
 from ocr_backend.training.alphabet import recogniser_model
@@ -131,7 +131,7 @@ def photo_cer(weights: Path | None) -> float:
             verbose=False,
         )
     if weights is not None:
-        use_recogniser(reader, weights)
+        load_recogniser(reader, weights, ["en"])
     edits = characters = 0
     for path, words in PHOTO_WORDS.items():
         texts = reader.readtext(np.asarray(Image.open(path).convert("RGB")), detail=0)

@@ -7,12 +7,14 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from ocr_backend.training.registry import ModelRegistry
 from ocr_backend.training.trainer import Trainer
-from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.drawing import draw_page
+from tests.support.label_studio import OCR_TEMPLATE, drawn_rectangle, ls_predict_body
 from tests.support.label_studio_api import LabelStudioApi
 from tests.support.settings import changed
 
@@ -124,3 +126,54 @@ def test_a_training_stopped_by_a_restart_starts_again(settings, label_studio, tm
         if trainer.running is not None:
             trainer.running[1].kill()
             trainer.running[1].wait()
+
+
+def project_recogniser_that_writes_only(char: str, path: Path) -> Path:
+    """Stock english_g2 weights with one output class made to win every step: whatever a
+    line shows, this recogniser reads `char`. Which model read a page is then plain."""
+    from ocr_backend.ocr.weights import bundled_model_dir
+    from ocr_backend.training.alphabet import recogniser_model
+    from ocr_backend.training.finetune import save_weights, stock_state
+
+    model = recogniser_model(("en",))
+    state = stock_state(bundled_model_dir() / model.filename)  # type: ignore[operator]
+    state["Prediction.bias"][model.characters.index(char) + 1] += 100.0
+    save_weights(state, path)
+    return path
+
+
+def test_a_project_with_a_promoted_model_is_read_with_it_and_others_with_the_stock_one(
+    settings, client_for, label_studio, image_server, tmp_path
+):
+    ready = configured(settings, label_studio, tmp_path)
+    registry = ModelRegistry(ready.model_dir, label_studio.host)
+    number = registry.next_number(7)
+    project_recogniser_that_writes_only("Z", registry.weights_path(7, number))
+    url = image_server.put("training-hello.png", draw_page(["HELLO WORLD"], font_size=40)[0])
+    with client_for(ready) as client:
+        stock = client.post("/setup", json={"project": "8.1", "schema": OCR_TEMPLATE}).json()
+        registry.record(7, number, {"reason": "test"}, True, stock["model_version"])
+
+        def read(project: str) -> dict:
+            body = ls_predict_body(url) | {"project": project}
+            return client.post("/predict", json=body).json()["results"][0]
+
+        other, mine = read("8.1763892800"), read("7.1763892800")
+        assert texts(other) == ["HELLO WORLD"]
+        assert other["model_version"] == stock["model_version"]
+        assert texts(mine) and all(set(text) <= {"Z", " "} for text in texts(mine))
+        assert mine["model_version"] == f"{stock['model_version']}-project7-training1"
+        # A region drawn by hand in that project is read with its model too.
+        drawn = drawn_rectangle((10, 10, 400, 80), draw_page(["HELLO WORLD"], font_size=40)[0].size)
+        body = ls_predict_body(url) | {"project": "7.1", "params": {"context": {"result": [drawn]}}}
+        region = client.post("/predict", json=body).json()["results"][0]
+        assert texts(region) and set(texts(region)[0]) <= {"Z", " "}
+
+
+def texts(prediction: dict) -> list[str]:
+    return [
+        text
+        for item in prediction.get("result", [])
+        if item["type"] == "textarea"
+        for text in item["value"]["text"]
+    ]

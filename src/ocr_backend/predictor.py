@@ -20,6 +20,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from .label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from .metrics import IMAGES_FAILED, IMAGES_FETCHED
 from .ocr.lines import TextLine, mean_score
 from .settings import Settings
+from .training.registry import ProjectModel, project_id
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,9 @@ class PredictContext:
     label_studio: LabelStudio | None = None
     interactive: dict[str, Any] | None = None
     request_id: str = "-"
+    # Label Studio's project ("7.1763892800" or "7"): a project with a fine-tuned recogniser
+    # is read with it, and its predictions carry its model version (docs/training.md).
+    project: str | None = None
 
 
 class Predictor:
@@ -80,6 +85,8 @@ class Predictor:
         self.fetcher = fetcher
         self.settings = settings
         self.model_version = model_version(settings, engine)
+        # The fine-tuned model serving a project, if any (training/trainer.py's model_for).
+        self.project_models: Callable[[int | None], ProjectModel | None] = lambda project: None
         # The engine's threads plus a couple of images decoded ahead of them, shared by
         # all requests: the memory held stays bounded however many requests wait. People
         # and bulk work each have their own allowance, so an annotator's image is fetched
@@ -110,6 +117,20 @@ class Predictor:
             )
         )
 
+    def version_for(self, context: PredictContext | None) -> str:
+        """The model version a prediction for this context carries."""
+        model = self._project_model(context)
+        return model.version if model else self.model_version
+
+    def _project_model(self, context: PredictContext | None) -> ProjectModel | None:
+        if context is None or context.project is None:
+            return None
+        return self.project_models(project_id(context.project))
+
+    def _recogniser(self, context: PredictContext) -> Path | None:
+        model = self._project_model(context)
+        return model.weights if model else None
+
     def is_interactive(self, context: PredictContext) -> bool:
         return drawn_regions(context.interactive) is not None
 
@@ -139,12 +160,17 @@ class Predictor:
         if targets.multi_page:
             return await self._read_pages(task, targets, context, priority, at_engine)
         page, lines = await self._load_and_read(
-            lambda: self._load_image(task, targets, context), priority, at_engine
+            lambda: self._load_image(task, targets, context),
+            priority,
+            at_engine,
+            self._recogniser(context),
         )
         kept = self._confident(lines)
         height, width = page.shape[:2]
         result = lines_to_regions(kept, targets, width, height)
-        return Prediction(result=result, score=mean_score(kept), model_version=self.model_version)
+        return Prediction(
+            result=result, score=mean_score(kept), model_version=self.version_for(context)
+        )
 
     # -- multi-page tasks: <Image valueList="$pages"> -------------------------------------
 
@@ -180,7 +206,7 @@ class Predictor:
             kept_lines.extend(kept)
             result.extend(lines_to_regions(kept, targets, width, height, item_index=index))
         return Prediction(
-            result=result, score=mean_score(kept_lines), model_version=self.model_version
+            result=result, score=mean_score(kept_lines), model_version=self.version_for(context)
         )
 
     async def _read_one_page(
@@ -196,7 +222,10 @@ class Predictor:
         """One page's lines and size; a TaskError names the page."""
         try:
             page, lines = await self._load_and_read(
-                lambda: self._load_ref(ref, task, context), priority, at_engine
+                lambda: self._load_ref(ref, task, context),
+                priority,
+                at_engine,
+                self._recogniser(context),
             )
         except TaskError as exc:
             raise page_error(exc, index, pages) from None
@@ -208,6 +237,7 @@ class Predictor:
         load: Callable[[], Awaitable[np.ndarray]],
         priority: Priority,
         at_engine: asyncio.Event | None,
+        recogniser: Path | None = None,
     ) -> tuple[np.ndarray, list[TextLine]]:
         """A page loaded in one of the priority's image slots, then read when the engine
         lets this priority in; `at_engine` is set as the engine starts reading it."""
@@ -216,7 +246,7 @@ class Predictor:
             async with self.engine_gate.slot(priority):
                 if at_engine is not None:
                     at_engine.set()
-                return page, await self.engine.read(page)
+                return page, await self.engine.read(page, recogniser=recogniser)
 
     async def _read_drawn(
         self,
@@ -240,7 +270,11 @@ class Predictor:
                     for number in on_page:
                         # Cutting a large page takes a while: not on the event loop.
                         crop = await asyncio.to_thread(cut, page, regions[number].geometry)
-                        lines = await self._read_region(crop) if crop is not None else []
+                        lines = (
+                            await self._read_region(crop, self._recogniser(context))
+                            if crop is not None
+                            else []
+                        )
                         del crop
                         kept = self._confident(lines)
                         kept_lines.extend(kept)
@@ -253,7 +287,7 @@ class Predictor:
         except Exception as exc:  # whatever one task raises is its own error, not the batch's
             return self.failed(task, exc, context)
         return Prediction(
-            result=result, score=mean_score(kept_lines), model_version=self.model_version
+            result=result, score=mean_score(kept_lines), model_version=self.version_for(context)
         )
 
     def _pages_drawn_on(
@@ -285,9 +319,9 @@ class Predictor:
         except TaskError as exc:
             raise page_error(exc, index, len(refs)) from None
 
-    async def _read_region(self, crop: Crop) -> list[TextLine]:
+    async def _read_region(self, crop: Crop, recogniser: Path | None = None) -> list[TextLine]:
         async with self.engine_gate.slot(Priority.PEOPLE):
-            return await self.engine.read_region(crop)
+            return await self.engine.read_region(crop, recogniser=recogniser)
 
     def _confident(self, lines: Sequence[TextLine]) -> list[TextLine]:
         """The lines read at SCORE_THRESHOLD or above."""
@@ -314,7 +348,7 @@ class Predictor:
             )
         IMAGES_FAILED.labels(reason).inc()
         return NotPredicted(
-            model_version=self.model_version, status="failed", reason=reason, error=message
+            model_version=self.version_for(context), status="failed", reason=reason, error=message
         )
 
     async def _load_image(

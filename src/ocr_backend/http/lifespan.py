@@ -25,7 +25,7 @@ from ..jobs.runner import JobRunner
 from ..jobs.store import JobStore
 from ..label_studio.projects import STORE_DIR, ProjectStore
 from ..label_studio.storage import LabelStudio, LabelStudioImageFetcher
-from ..predictor import Predictor
+from ..predictor import PredictContext, Predictor
 from ..settings import Settings
 from ..training.trainer import Trainer
 from .admission import AdmissionQueue
@@ -80,6 +80,8 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
                 return fetcher.connect(projects.load(None if project == "-" else project))
 
             predictor = Predictor(ocr, fetcher, settings)
+            trainer = Trainer(settings)
+            predictor.project_models = trainer.model_for
             job_store = JobStore(settings.model_dir / JOBS_DIR)
             runner = JobRunner(
                 job_store, predictor, connect, client, capacity=predictor.images_in_hand
@@ -96,8 +98,13 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
                 ),
                 projects=projects,
                 job_store=job_store,
-                jobs=QueuedPredictions(job_store, runner, predictor.model_version),
-                trainer=Trainer(settings),
+                jobs=QueuedPredictions(
+                    job_store,
+                    runner,
+                    predictor.model_version,
+                    lambda project: predictor.version_for(PredictContext(project=project)),
+                ),
+                trainer=trainer,
             )
             await runner.start()
             # A training stopped by the last shutdown starts again (training/trainer.py).

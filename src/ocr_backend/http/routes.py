@@ -185,6 +185,7 @@ async def predict(
         label_studio=label_studio,
         interactive=body.params.context if body.params else None,
         request_id=log_context.id,
+        project=body.project,
     )
     # Every page of a multi-page task is one image in the queue, as a task's image is.
     images = images_to_read(body.tasks, targets)

@@ -154,7 +154,9 @@ class JobRunner:
     async def _read(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
         task = Task.model_validate(claimed.task)
         context = PredictContext(
-            label_studio=self.connect(claimed.project), request_id=claimed.asked_by
+            label_studio=self.connect(claimed.project),
+            request_id=claimed.asked_by,
+            project=None if claimed.project == "-" else claimed.project,
         )
         try:
             targets = self._targets_for(claimed.label_config)

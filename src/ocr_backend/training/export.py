@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import TaskError
-from ..images.crop import crop_region, padded_margin, region_bounds, within
+from ..images.crop import crop_region, region_bounds, within
 from ..images.decode import decode_image
 from ..images.fetch import new_http_client
 from ..label_studio.client import LabelStudioClient
@@ -185,10 +185,8 @@ def straightened(image: np.ndarray, geometry: dict[str, Any]) -> np.ndarray | No
     crop = crop_region(image[top:bottom, left:right], within(geometry, box, width, height))
     if crop is None:
         return None
-    margin = padded_margin(crop.shape)
-    if margin:
-        crop = crop[margin:-margin, margin:-margin]
-    return np.ascontiguousarray(crop)
+    top, bottom, left, right = crop.drawn
+    return np.ascontiguousarray(crop.image[top:bottom, left:right])
 
 
 def quadrilateral(geometry: dict[str, Any], width: int, height: int) -> list[tuple[float, float]]:

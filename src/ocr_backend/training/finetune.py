@@ -2,7 +2,7 @@
 
 The network is EasyOCR's own (generation 2: VGG features, two BiLSTMs, CTC),
 trained as floats; the CPU serves it quantized to int8 as it serves the stock
-one (ocr/recogniser.py). Lines are fed as EasyOCR's recogniser reads them:
+one (ocr/easyocr_reader.py, load_recogniser). Lines are fed as EasyOCR's recogniser reads them:
 grey, 64 pixels high, width to scale, padded on the right with the last column.
 The batch-norm statistics stay the stock ones: a few hundred lines of one
 project are too few to re-estimate them, and moving them hurt every other text.
@@ -32,12 +32,22 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..ocr.recogniser import GENERATION2, stock_state, use_recogniser
+from ..ocr.easyocr_reader import load_recogniser
 from .alphabet import RecogniserModel, missing_characters
 
 log = logging.getLogger(__name__)
 
 HEIGHT = 64  # EasyOCR's imgH for every stock recogniser
+# EasyOCR's generation 2 recogniser (easyocr/model/vgg_model.py), as easyocr.Reader builds it.
+GENERATION2 = {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
+
+
+def stock_state(weights: Path) -> dict[str, Any]:
+    """The stock recogniser's weights as a float network's state (no `module.` prefix)."""
+    import torch
+
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    return {key.removeprefix("module."): value for key, value in state.items()}
 
 
 @dataclass(frozen=True)
@@ -277,7 +287,7 @@ def recogniser_reader(weights: Path, languages: Sequence[str], device: str) -> A
             download_enabled=False,
             verbose=False,
         )
-    use_recogniser(reader, weights)
+    load_recogniser(reader, weights, languages)
     return reader
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ..settings import Settings
@@ -77,6 +78,18 @@ class ProgressFile:
         self.write()
 
 
+def stock_version(settings: Settings) -> str:
+    """The stock model's version, as the service's predictions carry it."""
+    from typing import cast
+
+    from ..engine import Engine
+    from ..ocr.easyocr_reader import NAME, easyocr_version
+    from ..predictor import model_version
+
+    engine = SimpleNamespace(name=NAME, version=easyocr_version())
+    return model_version(settings, cast(Engine, engine))
+
+
 def train_project(
     settings: Settings,
     project: int,
@@ -87,7 +100,6 @@ def train_project(
     """Train the project's recogniser once; its figures, and what serves it now if promoted.
     Raises LabelStudioError, LabelConfigError, ValueError (nothing to learn from)."""
     from ..ocr.weights import locate_weights
-    from ..predictor import model_version
     from .alphabet import recogniser_model
     from .export import export_with_settings
     from .finetune import cer, fine_tune, load_lines, read_lines
@@ -146,7 +158,7 @@ def train_project(
                     f"not better than training {current.number}, which serves: held-out CER "
                     f"{serving:.3f} -> {outcome.cer_after:.3f}"
                 )
-        promoted = registry.record(project, number, figures, better, model_version(settings))
+        promoted = registry.record(project, number, figures, better, stock_version(settings))
         progress.finish(
             "promoted" if promoted else "kept_aside",
             done=1.0,

@@ -146,3 +146,18 @@ class ModelRegistry:
             except ValueError:
                 continue
         return sorted(found, key=lambda figures: int(figures.get("number", 0)))
+
+
+def project_id(value: Any) -> int | None:
+    """A project id from what Label Studio sends: an id, `"7.1763892800"`, `{"id": 7, ...}`."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value < 2**63 else None
+    if isinstance(value, str):
+        head = value.strip().partition(".")[0]
+        if head.isdigit() and 0 < int(head) < 2**63:
+            return int(head)
+    return None

@@ -29,7 +29,9 @@ from typing import Any
 
 from ..settings import Settings
 from .pipeline import PROGRESS, read_progress
-from .registry import ModelRegistry, ProjectModel
+from .registry import ModelRegistry, ProjectModel, project_id
+
+__all__ = ["Trainer", "project_id", "settings_environment"]
 
 log = logging.getLogger(__name__)
 
@@ -204,18 +206,3 @@ class Trainer:
             self.running = None
         if self._watch is not None:
             self._watch.cancel()
-
-
-def project_id(value: Any) -> int | None:
-    """A project id from what Label Studio sends: an id, `"7.1763892800"`, `{"id": 7, ...}`."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if 0 < value < 2**63 else None
-    if isinstance(value, str):
-        head = value.strip().partition(".")[0]
-        if head.isdigit() and 0 < int(head) < 2**63:
-            return int(head)
-    return None
