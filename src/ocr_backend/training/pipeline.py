@@ -140,6 +140,7 @@ def train_project(
         )
         figures: dict[str, Any] = {
             **asdict(outcome),
+            "number": number,
             "left_out": manifest.left_out_counts,
             "tasks": manifest.tasks,
         }
