@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# Install the system tools the e2e tests use: headless Chromium and its
-# chromedriver (Debian packages). Idempotent; only tries apt-get as root.
-# Never fails the build: the screenshot test skips with a reason instead.
+# Install the system tools the tests use: headless Chromium and its
+# chromedriver for the e2e tests, and the 14-segment font (fonts-dseg) the
+# training tests draw meter displays with (Debian packages). Idempotent; only
+# tries apt-get as root. Never fails the build: a test without its tool skips
+# with a reason instead.
 set -uo pipefail
 
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
-    echo "chromium and chromedriver already installed"
+packages=()
+if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+    packages+=(chromium chromium-driver fonts-dejavu-core)
+fi
+if ! [ -f /usr/share/fonts/truetype/dseg/DSEG14Classic-Regular.ttf ]; then
+    packages+=(fonts-dseg)
+fi
+if [ ${#packages[@]} = 0 ]; then
+    echo "chromium, chromedriver and fonts-dseg already installed"
     exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-    echo "install-test-tools: not root, cannot apt-get install chromium chromium-driver" >&2
+    echo "install-test-tools: not root, cannot apt-get install ${packages[*]}" >&2
     exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-{ apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core; } ||
-    echo "install-test-tools: apt-get install chromium chromium-driver failed" >&2
+{ apt-get update -qq && apt-get install -y -qq --no-install-recommends "${packages[@]}"; } ||
+    echo "install-test-tools: apt-get install ${packages[*]} failed" >&2
 exit 0
