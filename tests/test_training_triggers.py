@@ -99,6 +99,7 @@ def test_start_training_is_answered_at_once_and_runs_in_the_background(
         # Project 41 is not in that Label Studio: the training fails and says why.
         assert failed.get("state") == "failed", failed
         assert "HTTP 404" in failed["step"]
+        assert 'ocr_backend_training_done{project="41"}' in client.get("/metrics").text
         bad = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": "x"}})
         assert bad.status_code == 422 and '"project"' in bad.json()["detail"]
 

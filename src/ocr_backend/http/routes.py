@@ -98,7 +98,8 @@ async def health(engine: EngineDep, predictor: PredictorDep) -> dict[str, Any]:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(trainer: TrainerDep) -> Response:
+    trainer.trainings()  # the trainings' gauges, from their progress files
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
 

@@ -27,6 +27,7 @@ import time
 from collections import deque
 from typing import Any
 
+from ..metrics import TRAINING_CER, TRAINING_DONE
 from ..settings import Settings
 from .pipeline import PROGRESS, read_progress
 from .registry import ModelRegistry, ProjectModel, project_id
@@ -184,6 +185,10 @@ class Trainer:
             progress["seconds"] = round(
                 float(progress.get("updated", 0)) - float(progress.get("started", 0)), 1
             )
+            TRAINING_DONE.labels(folder.name).set(float(progress.get("done") or 0.0))
+            for model in ("before", "after"):
+                if isinstance(progress.get(f"cer_{model}"), int | float):
+                    TRAINING_CER.labels(folder.name, model).set(progress[f"cer_{model}"])
             progress["age_seconds"] = round(time.time() - float(progress.get("updated", 0)), 1)
             found.append(progress)
         found += [
