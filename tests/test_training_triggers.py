@@ -118,8 +118,11 @@ def test_a_training_stopped_by_a_restart_starts_again(settings, label_studio, tm
     trainer = Trainer(ready)
     assert [t["state"] for t in trainer.trainings()] == ["interrupted"]
     trainer.resume()
+    second_worker = Trainer(ready)
+    second_worker.resume()
     try:
         assert trainer.running is not None and trainer.running[0] == 9
+        assert second_worker.running is None, "another worker does not start it twice"
         assert not (folder / ".training-abc").exists()
         assert not (folder / ".training-1.pth.x.tmp").exists()
         assert registry.current(9) is None, "nothing half-done is served"

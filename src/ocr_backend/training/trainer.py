@@ -128,6 +128,12 @@ class Trainer:
                 leftover.unlink(missing_ok=True)
             progress = read_progress(folder / PROGRESS)
             if progress and progress.get("state") == "running" and not alive(progress.get("pid")):
+                # Every worker process resumes at start-up; the first to claim it restarts it.
+                claim = folder / f"resumed-{progress.get('training')}"
+                try:
+                    os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    continue
                 log.warning(
                     "training project %s #%s stopped before it ended (at %s); starting it again",
                     folder.name,
