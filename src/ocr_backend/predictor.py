@@ -1,11 +1,11 @@
-"""Tasks + context -> one prediction per task, in task order.
+"""One task -> its prediction: every line of its page(s), or the regions a user just drew.
 
-`Predictor.predict` is the one entry point: it decides between reading the
-whole page and reading only the regions a user just drew (interactive
-pre-annotation). Images are fetched and decoded concurrently while the
-engine reads the ones already in hand; a bounded number of images is held at
-once, across all requests, so neither a request of 100 tasks nor 100
-requests of one task decode 100 images into memory together.
+The route decides which (http/routes.py): drawn regions are read here and
+now (`Predictor.read_drawn`); whole pages go through the job queue (jobs/),
+whose runner calls `Predictor.read_page`. Images are fetched and decoded
+concurrently while the engine reads the ones already in hand; a bounded
+number of images is held at once, across all requests, so neither a job of
+100 tasks nor 100 requests of one task decode 100 images into memory together.
 
 A multi-page task (`<Image valueList="$pages">`) is read page by page through
 the same bound: each page is one image, and each region names its page with
@@ -25,20 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from .convert import lines_to_regions
+from .convert import page_prediction
 from .engine import Engine
-from .errors import RequestError, TaskError, TooManyRegions
+from .errors import RequestError, TaskError
 from .images.cache import ImageCache
 from .images.crop import Crop, crop_region, region_bounds, within
 from .images.decode import PDF_ADVICE, decode_page
 from .images.fetch import describe, names_a_pdf
-from .jobs.priority import Priority, PriorityGate
 from .label_studio.config import OcrTargets
-from .label_studio.regions import DrawnRegion, drawn_regions, reading_order, region_items
+from .label_studio.regions import DrawnRegion, reading_order, region_items
 from .label_studio.schemas import NotPredicted, Prediction, Task
 from .label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from .metrics import IMAGES_FAILED, IMAGES_FETCHED
 from .ocr.lines import TextLine, mean_score
+from .priority import Priority, PriorityGate
 from .settings import Settings
 from .training.registry import ProjectModel, project_id
 
@@ -64,13 +64,11 @@ class PredictContext:
     """What one /predict brings beside its tasks.
 
     `label_studio`: where the project's images live and with which token
-    (None: only the settings name Label Studio). `interactive`: Label
-    Studio's `params.context`, holding what the user just drew, if anything.
-    `request_id`: for the log lines about this request's tasks.
+    (None: only the settings name Label Studio). `request_id`: for the log
+    lines about this request's tasks.
     """
 
     label_studio: LabelStudio | None = None
-    interactive: dict[str, Any] | None = None
     request_id: str = "-"
     # Label Studio's project ("7.1763892800" or "7"): a project with a fine-tuned recogniser
     # is read with it, and its predictions carry its model version (docs/training.md).
@@ -97,26 +95,6 @@ class Predictor:
         self.engine_gate = PriorityGate(engine.threads)
         self.image_cache = ImageCache(settings.image_cache_bytes)
 
-    async def predict(
-        self, tasks: Sequence[Task], targets: OcrTargets, context: PredictContext | None = None
-    ) -> list[Prediction | NotPredicted]:
-        """One entry per task, in order: the whole page, or only the regions drawn.
-
-        Read here and now, without a deadline; /predict goes through jobs/ instead.
-        """
-        context = context or PredictContext()
-        drawn = drawn_regions(context.interactive)
-        if drawn is not None:  # interactive: read only what the user just drew
-            if len(drawn) > self.settings.max_regions:
-                raise TooManyRegions(len(drawn), self.settings.max_regions)
-            return [await self._read_drawn(task, targets, drawn, context) for task in tasks]
-        priority = Priority.PEOPLE if len(tasks) == 1 else Priority.BULK
-        return list(
-            await asyncio.gather(
-                *(self._read_page(task, targets, context, priority) for task in tasks)
-            )
-        )
-
     def version_for(self, context: PredictContext | None) -> str:
         """The model version a prediction for this context carries."""
         model = self._project_model(context)
@@ -130,19 +108,6 @@ class Predictor:
     def _recogniser(self, context: PredictContext) -> Path | None:
         model = self._project_model(context)
         return model.weights if model else None
-
-    def is_interactive(self, context: PredictContext) -> bool:
-        return drawn_regions(context.interactive) is not None
-
-    async def _read_page(
-        self, task: Task, targets: OcrTargets, context: PredictContext, priority: Priority
-    ) -> Prediction | NotPredicted:
-        try:
-            return await self.read_page(task, targets, context, priority)
-        except RequestError:
-            raise  # the whole request is refused (a lost cluster: 503), not this task
-        except Exception as exc:  # whatever one task raises is its own error, not the batch's
-            return self.failed(task, exc, context)
 
     async def read_page(
         self,
@@ -165,12 +130,8 @@ class Predictor:
             at_engine,
             self._recogniser(context),
         )
-        kept = self._confident(lines)
         height, width = page.shape[:2]
-        result = lines_to_regions(kept, targets, width, height)
-        return Prediction(
-            result=result, score=mean_score(kept), model_version=self.version_for(context)
-        )
+        return self._prediction([(lines, width, height)], targets, context)
 
     # -- multi-page tasks: <Image valueList="$pages"> -------------------------------------
 
@@ -199,14 +160,19 @@ class Predictor:
         finally:
             for read in reads:
                 read.cancel()
-        result: list[dict[str, Any]] = []
-        kept_lines: list[TextLine] = []
-        for index, (lines, width, height) in enumerate(pages):
-            kept = self._confident(lines)
-            kept_lines.extend(kept)
-            result.extend(lines_to_regions(kept, targets, width, height, item_index=index))
-        return Prediction(
-            result=result, score=mean_score(kept_lines), model_version=self.version_for(context)
+        return self._prediction(pages, targets, context)
+
+    def _prediction(
+        self,
+        pages: Sequence[tuple[list[TextLine], int, int]],
+        targets: OcrTargets,
+        context: PredictContext,
+    ) -> Prediction:
+        return page_prediction(
+            pages,
+            targets,
+            score_threshold=self.settings.score_threshold,
+            model_version=self.version_for(context),
         )
 
     async def _read_one_page(
@@ -248,13 +214,18 @@ class Predictor:
                     at_engine.set()
                 return page, await self.engine.read(page, recogniser=recogniser)
 
-    async def _read_drawn(
+    async def read_drawn(
         self,
         task: Task,
         targets: OcrTargets,
         regions: Sequence[DrawnRegion],
         context: PredictContext,
     ) -> Prediction | NotPredicted:
+        """The text inside each region the user drew, as the region's textarea item.
+
+        A task that cannot be read comes back as NotPredicted; a RequestError
+        (a lost cluster: 503) refuses the whole request.
+        """
         result: list[dict[str, Any]] = []
         kept_lines: list[TextLine] = []
         try:

@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from ..documents.batch import ConvertOptions, open_pdfs
     from ..documents.tasks import DOCUMENT_LABEL_CONFIG, PageUrls
     from ..errors import LabelConfigError, StartupError
-    from ..http.logs import configure_logging
     from ..label_studio.config import parse_label_config
+    from ..logs import configure_logging
     from .serve import load_settings
 
     settings = load_settings()

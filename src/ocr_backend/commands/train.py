@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings is None or not needs_label_studio(settings, "train"):
         return 2
-    from ..http.logs import configure_logging
+    from ..logs import configure_logging
 
     configure_logging(settings.log_level)
     os.nice(NICENESS)

@@ -22,7 +22,7 @@ from ..engine import Engine, load_engine
 from ..images.fetch import new_http_client
 from ..jobs.answers import QueuedPredictions
 from ..jobs.runner import JobRunner
-from ..jobs.store import JobStore
+from ..jobs.store import NO_PROJECT, JobStore
 from ..label_studio.projects import STORE_DIR, ProjectStore
 from ..label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from ..predictor import PredictContext, Predictor
@@ -44,10 +44,10 @@ class Services:
     engine: Engine
     predictor: Predictor
     fetcher: LabelStudioImageFetcher
-    queue: AdmissionQueue
+    admission: AdmissionQueue  # images in hand now, against MAX_QUEUE
     projects: ProjectStore
     job_store: JobStore
-    jobs: QueuedPredictions
+    queued: QueuedPredictions  # /predict through the job queue on disk
     trainer: Trainer
 
 
@@ -77,7 +77,7 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
             )
 
             def connect(project: str) -> LabelStudio:
-                return fetcher.connect(projects.load(None if project == "-" else project))
+                return fetcher.connect(projects.load(None if project == NO_PROJECT else project))
 
             predictor = Predictor(ocr, fetcher, settings)
             trainer = Trainer(settings)
@@ -91,14 +91,14 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
                 engine=ocr,
                 predictor=predictor,
                 fetcher=fetcher,
-                queue=AdmissionQueue(
+                admission=AdmissionQueue(
                     settings.max_queue,
                     seconds_per_image=lambda: ocr.seconds_per_image,
                     threads=ocr.threads,
                 ),
                 projects=projects,
                 job_store=job_store,
-                jobs=QueuedPredictions(
+                queued=QueuedPredictions(
                     job_store,
                     runner,
                     predictor.model_version,
@@ -108,14 +108,14 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
             )
             await runner.start()
             # A training stopped by the last shutdown starts again (training/trainer.py).
-            services.trainer.resume()
+            trainer.resume()
             try:
                 with stop_signals_tell(runner.request_stop):
                     yield {STATE_KEY: services}
             finally:
                 # Images in flight finish; what is still queued stays on disk for next time.
                 await runner.stop()
-                await services.trainer.close()
+                await trainer.close()
                 job_store.close()
                 metrics.forget_this_process()
                 if owned:
