@@ -21,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -40,7 +40,6 @@ from .metrics import IMAGES_FAILED, IMAGES_FETCHED
 from .ocr.lines import TextLine, mean_score
 from .priority import Priority, PriorityGate
 from .settings import Settings
-from .training.registry import ProjectModel, project_id
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +56,15 @@ def model_version(settings: Settings, engine: Engine) -> str:
     digest = hashlib.sha256(json.dumps(output_settings, sort_keys=True).encode()).hexdigest()
     library = f"{engine.name.lower()}-{engine.version}"
     return f"{library}-{'+'.join(settings.lang_list)}-{digest[:8]}"
+
+
+class ProjectModel(Protocol):
+    """A fine-tuned recogniser serving one project (training/registry.py makes them)."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def weights(self) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ class Predictor:
         self.settings = settings
         self.model_version = model_version(settings, engine)
         # The fine-tuned model serving a project, if any (training/trainer.py's model_for).
-        self.project_models: Callable[[int | None], ProjectModel | None] = lambda project: None
+        self.project_models: Callable[[str | None], ProjectModel | None] = lambda project: None
         # The engine's threads plus a couple of images decoded ahead of them, shared by
         # all requests: the memory held stays bounded however many requests wait. People
         # and bulk work each have their own allowance, so an annotator's image is fetched
@@ -103,7 +111,7 @@ class Predictor:
     def _project_model(self, context: PredictContext | None) -> ProjectModel | None:
         if context is None or context.project is None:
             return None
-        return self.project_models(project_id(context.project))
+        return self.project_models(context.project)
 
     def _recogniser(self, context: PredictContext) -> Path | None:
         model = self._project_model(context)

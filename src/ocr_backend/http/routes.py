@@ -129,7 +129,7 @@ async def setup(
     except LabelConfigError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     projects.save(body.project, ProjectSetup(body.label_config, body.hostname, body.access_token))
-    trained = trainer.model_for(project_id(body.project))
+    trained = trainer.model_for(body.project)
     return SetupResponse(model_version=trained.version if trained else predictor.model_version)
 
 

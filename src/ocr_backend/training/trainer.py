@@ -95,11 +95,13 @@ class Trainer:
             )
         return None
 
-    def model_for(self, project: int | None) -> ProjectModel | None:
-        """The fine-tuned model serving `project`; None: the stock one."""
-        if self.registry is None or project is None:
+    def model_for(self, project: int | str | None) -> ProjectModel | None:
+        """The fine-tuned model serving `project` (an id, or `"7.1763892800"` as Label Studio
+        names it); None: the stock one."""
+        number = project_id(project)
+        if self.registry is None or number is None:
             return None
-        return self.registry.current(project)
+        return self.registry.current(number)
 
     def start(self, project: int) -> tuple[str, str]:
         """(job id, what happened: started, queued, already running or queued)."""
