@@ -222,8 +222,8 @@ def test_a_body_that_is_not_a_predict_request_is_a_422_naming_the_field(client, 
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
 
 
-def test_webhook_acknowledges_and_does_nothing(client):
-    response = client.post("/webhook", json={"action": "START_TRAINING", "project": {"id": 1}})
+def test_webhook_acknowledges_an_annotation_event_and_does_nothing(client):
+    response = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}})
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
 

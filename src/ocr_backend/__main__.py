@@ -11,12 +11,15 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from .commands import annotate, pdf_to_tasks, serve
+from .commands import annotate, export, pdf_to_tasks, rollback, serve, train
 
 COMMANDS: dict[str, ModuleType] = {
     "serve": serve,
     "annotate": annotate,
     "pdf-to-tasks": pdf_to_tasks,
+    "export": export,
+    "train": train,
+    "rollback": rollback,
 }
 
 

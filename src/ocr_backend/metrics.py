@@ -133,3 +133,18 @@ JOB_ANSWER_ITEMS = Counter(
     "PREDICT_DEADLINE), failed, delivered (already delivered another way)",
     ["status"],
 )
+
+
+# Fine-tuning (training/): read from each project's progress file when /metrics or /jobs is asked.
+TRAINING_DONE = Gauge(
+    "ocr_backend_training_done",
+    "Share (0-1) of each project's latest training that is done",
+    ["project"],
+    multiprocess_mode="livemax",
+)
+TRAINING_CER = Gauge(
+    "ocr_backend_training_cer",
+    "Held-out character error rate of each project's latest training, before and after",
+    ["project", "model"],
+    multiprocess_mode="livemax",
+)

@@ -20,7 +20,8 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -60,6 +61,15 @@ def model_version(settings: Settings, engine: Engine) -> str:
     return f"{library}-{'+'.join(settings.lang_list)}-{digest[:8]}{suffix}"
 
 
+class ProjectModel(Protocol):
+    """A fine-tuned recogniser serving one project (training/registry.py makes them)."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def weights(self) -> Path: ...
+
+
 @dataclass(frozen=True)
 class PredictContext:
     """What one /predict brings beside its tasks.
@@ -71,6 +81,9 @@ class PredictContext:
 
     label_studio: LabelStudio | None = None
     request_id: str = "-"
+    # Label Studio's project ("7.1763892800" or "7"): a project with a fine-tuned recogniser
+    # is read with it, and its predictions carry its model version (docs/training.md).
+    project: str | None = None
 
 
 class Predictor:
@@ -81,6 +94,8 @@ class Predictor:
         self.fetcher = fetcher
         self.settings = settings
         self.model_version = model_version(settings, engine)
+        # The fine-tuned model serving a project, if any (training/trainer.py's model_for).
+        self.project_models: Callable[[str | None], ProjectModel | None] = lambda project: None
         # The engine's threads plus a couple of images decoded ahead of them, shared by
         # all requests: the memory held stays bounded however many requests wait. People
         # and bulk work each have their own allowance, so an annotator's image is fetched
@@ -90,6 +105,20 @@ class Predictor:
         # In front of the engine itself: a freed thread goes to people before bulk work.
         self.engine_gate = PriorityGate(engine.threads)
         self.image_cache = ImageCache(settings.image_cache_bytes)
+
+    def version_for(self, context: PredictContext | None) -> str:
+        """The model version a prediction for this context carries."""
+        model = self._project_model(context)
+        return model.version if model else self.model_version
+
+    def _project_model(self, context: PredictContext | None) -> ProjectModel | None:
+        if context is None or context.project is None:
+            return None
+        return self.project_models(context.project)
+
+    def _recogniser(self, context: PredictContext) -> Path | None:
+        model = self._project_model(context)
+        return model.weights if model else None
 
     async def read_page(
         self,
@@ -107,10 +136,13 @@ class Predictor:
         if targets.multi_page:
             return await self._read_pages(task, targets, context, priority, at_engine)
         page, lines = await self._load_and_read(
-            lambda: self._load_image(task, targets, context), priority, at_engine
+            lambda: self._load_image(task, targets, context),
+            priority,
+            at_engine,
+            self._recogniser(context),
         )
         height, width = page.shape[:2]
-        return self._prediction([(lines, width, height)], targets)
+        return self._prediction([(lines, width, height)], targets, context)
 
     # -- multi-page tasks: <Image valueList="$pages"> -------------------------------------
 
@@ -139,16 +171,19 @@ class Predictor:
         finally:
             for read in reads:
                 read.cancel()
-        return self._prediction(pages, targets)
+        return self._prediction(pages, targets, context)
 
     def _prediction(
-        self, pages: Sequence[tuple[list[TextLine], int, int]], targets: OcrTargets
+        self,
+        pages: Sequence[tuple[list[TextLine], int, int]],
+        targets: OcrTargets,
+        context: PredictContext,
     ) -> Prediction:
         return page_prediction(
             pages,
             targets,
             score_threshold=self.settings.score_threshold,
-            model_version=self.model_version,
+            model_version=self.version_for(context),
         )
 
     async def _read_one_page(
@@ -164,7 +199,10 @@ class Predictor:
         """One page's lines and size; a TaskError names the page."""
         try:
             page, lines = await self._load_and_read(
-                lambda: self._load_ref(ref, task, context), priority, at_engine
+                lambda: self._load_ref(ref, task, context),
+                priority,
+                at_engine,
+                self._recogniser(context),
             )
         except TaskError as exc:
             raise page_error(exc, index, pages) from None
@@ -176,6 +214,7 @@ class Predictor:
         load: Callable[[], Awaitable[np.ndarray]],
         priority: Priority,
         at_engine: asyncio.Event | None,
+        recogniser: Path | None = None,
     ) -> tuple[np.ndarray, list[TextLine]]:
         """A page loaded in one of the priority's image slots, then read when the engine
         lets this priority in; `at_engine` is set as the engine starts reading it."""
@@ -184,7 +223,7 @@ class Predictor:
             async with self.engine_gate.slot(priority):
                 if at_engine is not None:
                     at_engine.set()
-                return page, await self.engine.read(page)
+                return page, await self.engine.read(page, recogniser=recogniser)
 
     async def read_drawn(
         self,
@@ -213,7 +252,11 @@ class Predictor:
                     for number in on_page:
                         # Cutting a large page takes a while: not on the event loop.
                         crop = await asyncio.to_thread(cut, page, regions[number].geometry)
-                        lines = await self._read_region(crop) if crop is not None else []
+                        lines = (
+                            await self._read_region(crop, self._recogniser(context))
+                            if crop is not None
+                            else []
+                        )
                         del crop
                         kept = self._confident(lines)
                         kept_lines.extend(kept)
@@ -226,7 +269,7 @@ class Predictor:
         except Exception as exc:  # whatever one task raises is its own error, not the batch's
             return self.failed(task, exc, context)
         return Prediction(
-            result=result, score=mean_score(kept_lines), model_version=self.model_version
+            result=result, score=mean_score(kept_lines), model_version=self.version_for(context)
         )
 
     def _pages_drawn_on(
@@ -258,9 +301,9 @@ class Predictor:
         except TaskError as exc:
             raise page_error(exc, index, len(refs)) from None
 
-    async def _read_region(self, crop: Crop) -> list[TextLine]:
+    async def _read_region(self, crop: Crop, recogniser: Path | None = None) -> list[TextLine]:
         async with self.engine_gate.slot(Priority.PEOPLE):
-            return await self.engine.read_region(crop)
+            return await self.engine.read_region(crop, recogniser=recogniser)
 
     def _confident(self, lines: Sequence[TextLine]) -> list[TextLine]:
         """The lines read at SCORE_THRESHOLD or above."""
@@ -287,7 +330,7 @@ class Predictor:
             )
         IMAGES_FAILED.labels(reason).inc()
         return NotPredicted(
-            model_version=self.model_version, status="failed", reason=reason, error=message
+            model_version=self.version_for(context), status="failed", reason=reason, error=message
         )
 
     async def _load_image(

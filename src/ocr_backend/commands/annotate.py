@@ -101,6 +101,7 @@ async def annotate(settings: Settings, engine: Engine, project: int, console: Co
     from ..label_studio.storage import LabelStudioImageFetcher
     from ..predictor import PredictContext, Predictor
     from ..priority import Priority
+    from ..training.trainer import Trainer
 
     summary = Summary()
     started = time.monotonic()
@@ -117,7 +118,9 @@ async def annotate(settings: Settings, engine: Engine, project: int, console: Co
         assert label_studio.host is not None
         client = LabelStudioClient(http, label_studio.host, label_studio.auth)
         predictor = Predictor(engine, fetcher, settings)
-        version = predictor.model_version
+        # A project with a promoted fine-tuned model is read with it (docs/training.md).
+        predictor.project_models = Trainer(settings).model_for
+        version = predictor.version_for(PredictContext(project=str(project)))
         try:
             config = (await client.project(project)).get("label_config") or ""
             targets = parse_label_config(config, settings.label_mappings)
@@ -132,7 +135,9 @@ async def annotate(settings: Settings, engine: Engine, project: int, console: Co
             console.print(f"[red]project {project}: {exc}[/red]")
             summary.fail("project", str(exc))
             return summary
-        context = PredictContext(label_studio=label_studio, request_id=f"annotate:{project}")
+        context = PredictContext(
+            label_studio=label_studio, request_id=f"annotate:{project}", project=str(project)
+        )
         # Each task claimed in the service's queue first: one the service has is left to it.
         shared = DirectJobs(
             settings, http, fetcher, project=project, model_version=version, label_config=config

@@ -18,6 +18,7 @@ from ..label_studio.schemas import PredictRequest
 from ..label_studio.storage import LabelStudio
 from ..predictor import Predictor
 from ..settings import Settings
+from ..training.trainer import Trainer
 from .admission import AdmissionQueue
 from .examples import PREDICT_EXAMPLES
 from .lifespan import STATE_KEY, Services
@@ -58,6 +59,10 @@ async def get_queued_predictions(services: ServicesDep) -> QueuedPredictions:
     return services.queued
 
 
+async def get_trainer(services: ServicesDep) -> Trainer:
+    return services.trainer
+
+
 async def get_job_store(services: ServicesDep) -> JobStore:
     return services.job_store
 
@@ -65,6 +70,7 @@ async def get_job_store(services: ServicesDep) -> JobStore:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 QueuedPredictionsDep = Annotated[QueuedPredictions, Depends(get_queued_predictions)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
+TrainerDep = Annotated[Trainer, Depends(get_trainer)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 AdmissionDep = Annotated[AdmissionQueue, Depends(get_admission)]

@@ -25,8 +25,9 @@ from ..jobs.runner import JobRunner
 from ..jobs.store import JOBS_DIR, NO_PROJECT, JobStore, job_scope
 from ..label_studio.projects import STORE_DIR, ProjectStore
 from ..label_studio.storage import LabelStudio, LabelStudioImageFetcher
-from ..predictor import Predictor
+from ..predictor import PredictContext, Predictor
 from ..settings import Settings
+from ..training.trainer import Trainer
 from .admission import AdmissionQueue
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class Services:
     projects: ProjectStore
     job_store: JobStore
     queued: QueuedPredictions  # /predict through the job queue on disk
+    trainer: Trainer
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Services]]]
@@ -79,6 +81,8 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
                 return fetcher.connect_to(host, setup)
 
             predictor = Predictor(ocr, fetcher, settings)
+            trainer = Trainer(settings)
+            predictor.project_models = trainer.model_for
             # Shared by every worker (and `annotate`) of this Label Studio; another
             # service on the same MODEL_DIR never claims these rows (jobs/store.py).
             job_store = JobStore(settings.model_dir / JOBS_DIR, scope=job_scope(settings))
@@ -97,15 +101,24 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
                 ),
                 projects=projects,
                 job_store=job_store,
-                queued=QueuedPredictions(job_store, runner, predictor.model_version),
+                queued=QueuedPredictions(
+                    job_store,
+                    runner,
+                    predictor.model_version,
+                    lambda project: predictor.version_for(PredictContext(project=project)),
+                ),
+                trainer=trainer,
             )
             await runner.start()
+            # A training stopped by the last shutdown starts again (training/trainer.py).
+            trainer.resume()
             try:
                 with stop_signals_tell(runner.request_stop):
                     yield {STATE_KEY: services}
             finally:
                 # Images in flight finish; what is still queued stays on disk for next time.
                 await runner.stop()
+                await trainer.close()
                 job_store.close()
                 metrics.forget_this_process()
                 if owned:

@@ -20,6 +20,7 @@ from ..label_studio.schemas import (
     PredictResponse,
     SetupRequest,
     SetupResponse,
+    TrainRequest,
     VersionsResponse,
     WebhookRequest,
     WebhookResponse,
@@ -27,6 +28,7 @@ from ..label_studio.schemas import (
 from ..predictor import PredictContext, images_to_read
 from ..priority import Priority, priority_of
 from ..settings import Settings
+from ..training.trainer import Trainer, project_id
 from .delivery import ConfirmedAnswer
 from .deps import (
     AdmissionDep,
@@ -40,6 +42,7 @@ from .deps import (
     QueuedPredictionsDep,
     RequestContextDep,
     SettingsDep,
+    TrainerDep,
 )
 from .examples import PREDICT_RESPONSE_EXAMPLE, SETUP_EXAMPLES, WEBHOOK_EXAMPLES
 
@@ -99,7 +102,8 @@ async def health(engine: EngineDep, predictor: PredictorDep) -> dict[str, Any]:
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(trainer: TrainerDep) -> Response:
+    trainer.trainings()  # the trainings' gauges, from their progress files
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
 
@@ -119,6 +123,7 @@ async def setup(
     projects: ProjectsDep,
     predictor: PredictorDep,
     job_store: JobStoreDep,
+    trainer: TrainerDep,
 ) -> SetupResponse:
     """Check that the project's label config can be served; answer the model version.
 
@@ -132,7 +137,8 @@ async def setup(
         raise HTTPException(status_code=400, detail=str(exc)) from None
     projects.save(body.project, ProjectSetup(body.label_config, body.hostname, body.access_token))
     await job_store.run(job_store.resume_writes, body.project or "-")
-    return SetupResponse(model_version=predictor.model_version)
+    trained = trainer.model_for(body.project)
+    return SetupResponse(model_version=trained.version if trained else predictor.model_version)
 
 
 @router.post(
@@ -186,7 +192,9 @@ async def predict(
         targets = await targets_for(config, settings)
     except LabelConfigError as exc:
         raise HTTPException(status_code=422, detail=f"label_config: {exc}") from None
-    context = PredictContext(label_studio=label_studio, request_id=log_context.id)
+    context = PredictContext(
+        label_studio=label_studio, request_id=log_context.id, project=body.project
+    )
     # Every page of a multi-page task is one image in the queue, as a task's image is.
     images = images_to_read(body.tasks, targets)
     await predictor.engine.ready()  # a lost Ray cluster: 503 now, not work queued for nothing
@@ -238,9 +246,39 @@ async def predict(
 )
 async def webhook(
     body: Annotated[WebhookRequest, Body(openapi_examples=WEBHOOK_EXAMPLES)],
+    trainer: TrainerDep,
 ) -> WebhookResponse:
+    """START_TRAINING ("Start Training" on the model card, or every N annotations) starts a
+    training in the background and is answered at once; other events are acknowledged."""
+    if body.action != "START_TRAINING":
+        return WebhookResponse(status="ok", detail=f"event {body.action} acknowledged; ignored")
+    return start_training(trainer, body.project)
+
+
+@router.post(
+    "/train",
+    summary="Training request from a Label Studio with the training webhook off (legacy)",
+    response_model=WebhookResponse,
+)
+async def train(body: TrainRequest, trainer: TrainerDep) -> WebhookResponse:
+    return start_training(trainer, body.project)
+
+
+def start_training(trainer: Trainer, project: object) -> WebhookResponse:
+    why = trainer.enabled
+    if why is not None:
+        return WebhookResponse(status="ignored", detail=why)
+    number = project_id(project)
+    if number is None:
+        raise HTTPException(
+            status_code=422,
+            detail='a training request needs the project: {"project": {"id": <id>}}',
+        )
+    job, state = trainer.start(number)
     return WebhookResponse(
-        status="ok", detail="EasyOCR is not trained by this backend; the event was ignored"
+        status=state.replace("already ", ""),
+        detail=f"training project {number}: {state}; progress in GET /jobs",
+        job=job,
     )
 
 

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,10 +91,18 @@ class AnswerSummary:
 class QueuedPredictions:
     """/predict's way through the queue."""
 
-    def __init__(self, store: JobStore, runner: JobRunner, model_version: str) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        runner: JobRunner,
+        model_version: str,
+        version_for: Callable[[str | None], str] | None = None,
+    ) -> None:
         self.store = store
         self.runner = runner
         self.model_version = model_version
+        # A project's own model version, when a fine-tuned model serves it (docs/training.md).
+        self.version_for = version_for or (lambda project: model_version)
 
     async def predict(
         self,
@@ -113,6 +121,7 @@ class QueuedPredictions:
             # SQLite keeps UTF-8: a lone surrogate a client sent is kept escaped, as text.
             project = project.encode("utf-8", "backslashreplace").decode("utf-8")
         scope = project or NO_PROJECT
+        version = self.version_for(project)
         digest = config_digest(label_config)
         entries = []
         for task in tasks:
@@ -120,7 +129,7 @@ class QueuedPredictions:
             key = task_key(
                 scope,
                 task,
-                self.model_version,
+                version,
                 ls_project=ls_project,
                 ls_host=label_studio.host,
             )
@@ -130,7 +139,7 @@ class QueuedPredictions:
                     project=scope,
                     ls_project=ls_project,
                     task_id=task.id,
-                    model_version=self.model_version,
+                    model_version=version,
                     config_digest=digest,
                     task=task.model_dump(mode="json"),
                     asked_by=request_id,
@@ -154,7 +163,7 @@ class QueuedPredictions:
         outcomes = await self.store.run(self.store.claim_answers, keys, request_id)
         writable = label_studio.host is not None and label_studio.auth is not None
         items = [
-            self._item(outcomes.get(entry.key), writable and entry.task_id is not None)
+            self._item(outcomes.get(entry.key), writable and entry.task_id is not None, version)
             for entry in entries
         ]
         carried = [key for key, outcome in outcomes.items() if outcome.answered_here]
@@ -175,8 +184,9 @@ class QueuedPredictions:
                 len(keys),
             )
 
-    def _item(self, outcome: Outcome | None, writable: bool) -> Prediction | NotPredicted:
-        version = self.model_version
+    def _item(
+        self, outcome: Outcome | None, writable: bool, version: str
+    ) -> Prediction | NotPredicted:
         if outcome is not None and outcome.answered_here:
             JOB_ANSWER_ITEMS.labels("answered").inc()
             return Prediction(

@@ -27,7 +27,7 @@ from ..label_studio.storage import LabelStudio
 from ..metrics import JOB_READS
 from ..predictor import PredictContext, Predictor
 from .progress import job_progress, log_progress, publish_progress
-from .store import Claimed, JobStore
+from .store import NO_PROJECT, Claimed, JobStore
 from .write_back import WriteBack
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,7 @@ class JobRunner:
         context = PredictContext(
             label_studio=self.connect(claimed.project, claimed.ls_host),
             request_id=claimed.asked_by,
+            project=None if claimed.project == NO_PROJECT else claimed.project,
         )
         try:
             targets = self._targets_for(claimed.label_config)

@@ -93,7 +93,7 @@ class VersionsResponse(BaseModel):
 
 
 class WebhookRequest(BaseModel):
-    """An annotation event or a training request; only acknowledged."""
+    """An annotation event (acknowledged) or a training request (START_TRAINING)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -104,8 +104,20 @@ class WebhookRequest(BaseModel):
 
 
 class WebhookResponse(BaseModel):
-    status: str
+    status: str = Field(description="ok, ignored, or for a training: started, queued, running")
     detail: str
+    job: str | None = Field(default=None, description="The training's job id (see GET /jobs).")
+
+
+class TrainRequest(BaseModel):
+    """The legacy `/train` (Label Studio with its webhook flag off): the annotated tasks are
+    sent along; the backend fetches them itself, as for START_TRAINING."""
+
+    model_config = ConfigDict(extra="allow")
+
+    project: Any = None
+    annotations: list[Any] | None = None
+    label_config: str | None = None
 
 
 class ErrorResponse(BaseModel):

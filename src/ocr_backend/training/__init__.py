@@ -1,0 +1,1 @@
+"""Learning from the annotators' corrections: export, fine-tuning, the per-project models."""
