@@ -1,0 +1,59 @@
+"""Bounded work and memory in the job queue, and configs that cannot be served (issue 22).
+
+Each test reproduces one defect of the second adversarial review with the
+real app (real EasyOCR, the real queue file on disk, HTTP servers on
+127.0.0.1), and says the figure it failed with before the fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.settings import changed
+
+# Label Studio's "multi-page document" template: one Image per page, repeated by a
+# Repeater over a list of {"page": url} objects. The service reads `value="$key"` (one
+# image) or `valueList="$key"` (a list of URLs), not `$document[{{idx}}].page`.
+REPEATER_CONFIG = """<View>
+  <Repeater on="$document" indexFlag="{{idx}}" mode="pagination">
+    <Image name="page_{{idx}}" value="$document[{{idx}}].page"/>
+    <Rectangle name="bbox_{{idx}}" toName="page_{{idx}}"/>
+    <TextArea name="transcription_{{idx}}" toName="page_{{idx}}" perRegion="true"
+              editable="true" displayMode="region-list"/>
+  </Repeater>
+</View>"""
+
+
+@pytest.fixture(scope="module")
+def client(client_for, settings, tmp_path_factory):
+    configured = changed(settings, model_dir=tmp_path_factory.mktemp("bounds-models"))
+    with client_for(configured, raise_server_exceptions=False) as c:
+        yield c
+
+
+# --- 21. /setup refuses what /predict cannot serve ---------------------------------------
+
+
+def test_setup_refuses_a_repeater_config_and_says_what_would_be_served(client):
+    # Before: 200 here, then every task of the project failed with `no_image_key`.
+    answer = client.post(
+        "/setup", json={"project": "21.1", "label_config": REPEATER_CONFIG, "hostname": ""}
+    )
+    assert answer.status_code == 400, answer.text
+    detail = answer.json()["detail"]
+    assert "$document[{{idx}}].page" in detail  # what it was given
+    assert 'valueList="$pages"' in detail and 'value="$ocr"' in detail  # what it serves
+    assert "Repeater" in detail
+
+    # /predict with the same config says so too, instead of failing each task alone.
+    body = {
+        "tasks": [{"id": 1, "data": {"document": [{"page": "http://127.0.0.1:9/a.png"}]}}],
+        "label_config": REPEATER_CONFIG,
+    }
+    predicted = client.post("/predict", json=body)
+    assert predicted.status_code == 422, predicted.text
+    assert "Repeater" in predicted.json()["detail"]
+
+    # The configs it serves still pass.
+    assert client.post("/setup", json={"project": "21.2", "label_config": OCR_TEMPLATE}).is_success
