@@ -9,7 +9,8 @@ and never echoes a secret or a response body. The tree:
     │   │   └── DeviceUnavailable       DEVICE names a GPU this machine lacks
     │   ├── WeightsError            the weights for LANG_LIST cannot be had
     │   │   └── WeightsMissing          ...a file is neither in MODEL_DIR nor downloadable
-    │   └── ClusterUnreachable      RAY_ADDRESS set, but its cluster or actor pool won't start
+    │   ├── ClusterUnreachable      RAY_ADDRESS set, but its cluster or actor pool won't start
+    │   └── JobStoreUnusable        the jobs database is corrupt, cannot be written, or locked
     ├── RequestError            the whole request is refused (its `status_code`)
     │   ├── LabelConfigError        the label config cannot be served (400, 422)
     │   ├── LabelConfigTooLarge     a label config over MAX_LABEL_CONFIG_BYTES (413)
@@ -64,6 +65,10 @@ class WeightsMissing(WeightsError):
 
 class ClusterUnreachable(StartupError):
     """RAY_ADDRESS is set, but the cluster cannot be reached or will not run the pool."""
+
+
+class JobStoreUnusable(StartupError):
+    """MODEL_DIR/jobs/jobs.sqlite3 cannot be opened and written; the message names it."""
 
 
 # --- one request, refused whole --------------------------------------------------------

@@ -21,6 +21,7 @@ from .. import metrics
 from ..engine import Engine, load_engine
 from ..images.fetch import new_http_client
 from ..jobs.answers import QueuedPredictions
+from ..jobs.database import JOBS_DIR
 from ..jobs.runner import JobRunner
 from ..jobs.store import JobStore
 from ..label_studio.projects import STORE_DIR, ProjectStore
@@ -32,7 +33,6 @@ from .admission import AdmissionQueue
 log = logging.getLogger(__name__)
 
 STATE_KEY = "services"
-JOBS_DIR = "jobs"
 
 
 @dataclass(frozen=True)

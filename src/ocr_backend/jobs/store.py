@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .database import FILE_NAME, open_database
 from .priority import Priority
 
 T = TypeVar("T")
 
-FILE_NAME = "jobs.sqlite3"
 # A result written through the API this recently is not answered again: the request
 # asking for it was most likely sent before Label Studio stored the written one.
 RECENTLY_WRITTEN_S = 120.0
@@ -164,16 +164,7 @@ class JobStore:
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
-            os.chmod(self.path, 0o600)  # it holds the tasks' data
-            self._db = db
+            self._db = open_database(self.path, SCHEMA)
         return self._db
 
     def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:

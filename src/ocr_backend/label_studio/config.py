@@ -8,11 +8,10 @@ change what is read. The callers cap its size and parse it off the event loop
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
-
-import re
 
 import defusedxml
 from defusedxml.ElementTree import fromstring
