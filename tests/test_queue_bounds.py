@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.label_studio import OCR_TEMPLATE
+from tests.support.drawing import draw_page
+from tests.support.label_studio import OCR_TEMPLATE, drawn_rectangle, ls_predict_body
 from tests.support.settings import changed
 
 # Label Studio's "multi-page document" template: one Image per page, repeated by a
 # Repeater over a list of {"page": url} objects. The service reads `value="$key"` (one
 # image) or `valueList="$key"` (a list of URLs), not `$document[{{idx}}].page`.
+PAGES_TEMPLATE = OCR_TEMPLATE.replace('value="$ocr"', 'valueList="$pages"')
 REPEATER_CONFIG = """<View>
   <Repeater on="$document" indexFlag="{{idx}}" mode="pagination">
     <Image name="page_{{idx}}" value="$document[{{idx}}].page"/>
@@ -57,3 +59,27 @@ def test_setup_refuses_a_repeater_config_and_says_what_would_be_served(client):
 
     # The configs it serves still pass.
     assert client.post("/setup", json={"project": "21.2", "label_config": OCR_TEMPLATE}).is_success
+
+
+# --- 14. a box on one page of a long document counts one page ----------------------------
+
+
+def test_a_box_on_page_8_of_a_300_page_document_counts_one_page_against_max_queue(
+    client, image_server
+):
+    # Before: 413 "This request has 300 pages, more than MAX_QUEUE=200", though only the
+    # page the box is on is fetched and read.
+    page, drawn = draw_page(["Invoice 8812", "Bremen"], size=(640, 300), font_size=44)
+    urls = [image_server.url(f"long-{number}.png") for number in range(300)]  # never fetched
+    urls[7] = image_server.put("long-page-8.png", page)
+    left, top, right, bottom = drawn[1].box
+    box = drawn_rectangle((left - 8, top - 8, right + 8, bottom + 8), page.size, item_index=7)
+    body = ls_predict_body("unused")
+    body["tasks"][0]["data"] = {"pages": urls}
+    body["label_config"] = PAGES_TEMPLATE
+    body["params"]["context"] = {"result": [box]}
+    answer = client.post("/predict", json=body)
+    assert answer.status_code == 200, answer.text
+    (prediction,) = answer.json()["results"]
+    texts = [item["value"]["text"] for item in prediction["result"] if item["type"] == "textarea"]
+    assert texts == [["Bremen"]]

@@ -405,10 +405,18 @@ def page_refs(task: Task, targets: OcrTargets) -> list[Any]:
     return refs
 
 
-def images_to_read(tasks: Sequence[Task], targets: OcrTargets) -> int:
-    """How many images a /predict holds in the queue: one per task, or one per page."""
+def images_to_read(
+    tasks: Sequence[Task], targets: OcrTargets, drawn: Sequence[DrawnRegion] | None = None
+) -> int:
+    """How many images a /predict holds in the queue: one per task, or one per page.
+
+    With regions a user drew, only the pages they were drawn on are read: a box on
+    page 8 of a 300-page document is one image, not 300 (which got 413 under MAX_QUEUE).
+    """
     if not targets.multi_page:
         return len(tasks)
+    if drawn is not None:
+        return len(tasks) * max(1, len({region.item_index or 0 for region in drawn}))
     return sum(max(1, _page_count(task.data.get(targets.image_key))) for task in tasks)
 
 

@@ -13,6 +13,7 @@ from .. import __version__, metrics
 from ..errors import LabelConfigError, LabelConfigTooLarge
 from ..label_studio.config import OcrTargets, parse_label_config
 from ..label_studio.projects import ProjectSetup
+from ..label_studio.regions import drawn_regions
 from ..label_studio.schemas import (
     ErrorResponse,
     NotPredicted,
@@ -181,8 +182,9 @@ async def predict(
         interactive=body.params.context if body.params else None,
         request_id=log_context.id,
     )
-    # Every page of a multi-page task is one image in the queue, as a task's image is.
-    images = images_to_read(body.tasks, targets)
+    # Every page of a multi-page task is one image in the queue, as a task's image is;
+    # with a region drawn, only the pages drawn on.
+    images = images_to_read(body.tasks, targets, drawn_regions(context.interactive))
     await predictor.engine.ready()  # a lost Ray cluster: 503 now, not work queued for nothing
     if predictor.is_interactive(context):
         # QueueFull and TooManyTasks: see handlers.py
