@@ -83,3 +83,39 @@ def test_a_box_on_page_8_of_a_300_page_document_counts_one_page_against_max_queu
     (prediction,) = answer.json()["results"]
     texts = [item["value"]["text"] for item in prediction["result"] if item["type"] == "textarea"]
     assert texts == [["Bremen"]]
+
+
+# --- 13. pages of multi-page tasks are bounded in bulk requests ---------------------------
+
+
+def pages_task(task_id: int, pages: int) -> dict:
+    return {
+        "id": task_id,
+        "data": {"pages": [f"http://127.0.0.1:9/p{n}.png" for n in range(pages)]},
+    }
+
+
+def test_a_bulk_request_of_two_150000_page_tasks_is_refused_naming_max_pages(
+    client_for, settings, tmp_path
+):
+    # Before: accepted (2 x 150,000 pages queued), RSS +809 MB, /health stalled 8.2 s.
+    configured = changed(settings, model_dir=tmp_path, predict_deadline=2.0)
+    body = {
+        "tasks": [pages_task(1, 150_000), pages_task(2, 150_000)],
+        "label_config": PAGES_TEMPLATE,
+    }
+    with client_for(configured) as small:
+        answer = small.post("/predict", json=body)
+        assert answer.status_code == 413, answer.text[:300]
+        detail = answer.json()["detail"]
+        assert "MAX_PAGES=1000" in detail and "150000 pages" in detail, detail
+
+        # Per request too: pages of many tasks within MAX_PAGES each, but too many in all.
+        with client_for(configured, max_predict_images=2_500) as strict:
+            many = {
+                "tasks": [pages_task(n, 1000) for n in range(3)],
+                "label_config": PAGES_TEMPLATE,
+            }
+            refused = strict.post("/predict", json=many)
+        assert refused.status_code == 413, refused.text[:300]
+        assert "MAX_PREDICT_IMAGES=2500" in refused.json()["detail"]

@@ -26,7 +26,7 @@ import numpy as np
 
 from .convert import lines_to_regions
 from .engine import Engine
-from .errors import RequestError, TaskError, TooManyRegions
+from .errors import RequestError, TaskError, TooManyPages, TooManyRegions
 from .images.cache import ImageCache
 from .images.crop import crop_region, region_bounds, within
 from .images.decode import PDF_ADVICE, decode_page
@@ -418,6 +418,22 @@ def images_to_read(
     if drawn is not None:
         return len(tasks) * max(1, len({region.item_index or 0 for region in drawn}))
     return sum(max(1, _page_count(task.data.get(targets.image_key))) for task in tasks)
+
+
+def check_pages(tasks: Sequence[Task], targets: OcrTargets, settings: Settings) -> None:
+    """Refuse a task of more than MAX_PAGES pages, or more than MAX_PREDICT_IMAGES images.
+
+    Bulk requests wait on disk, not under MAX_QUEUE: without these two tasks of
+    150,000 pages each were queued whole (809 MB more, /health stalled 8.2 s).
+    """
+    if targets.multi_page:
+        for task in tasks:
+            pages = _page_count(task.data.get(targets.image_key))
+            if pages > settings.max_pages:
+                raise TooManyPages.in_task(task.id, pages, settings.max_pages)
+    images = images_to_read(tasks, targets)
+    if images > settings.max_predict_images:
+        raise TooManyPages.in_request(images, settings.max_predict_images)
 
 
 def _page_count(value: Any) -> int:

@@ -24,7 +24,7 @@ from ..label_studio.schemas import (
     WebhookRequest,
     WebhookResponse,
 )
-from ..predictor import PredictContext, images_to_read
+from ..predictor import PredictContext, check_pages, images_to_read
 from ..settings import Settings
 from .deps import (
     EngineDep,
@@ -138,6 +138,7 @@ async def setup(
         413: {
             "model": ErrorResponse,
             "description": "More tasks than MAX_QUEUE, more regions than MAX_REGIONS, a "
+            "task of more pages than MAX_PAGES, more images than MAX_PREDICT_IMAGES, a "
             "label config over MAX_LABEL_CONFIG_BYTES or a body over MAX_REQUEST_BYTES",
         },
         503: {
@@ -182,6 +183,7 @@ async def predict(
         interactive=body.params.context if body.params else None,
         request_id=log_context.id,
     )
+    check_pages(body.tasks, targets, settings)  # TooManyPages: 413, see handlers.py
     # Every page of a multi-page task is one image in the queue, as a task's image is;
     # with a region drawn, only the pages drawn on.
     images = images_to_read(body.tasks, targets, drawn_regions(context.interactive))
