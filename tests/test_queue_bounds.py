@@ -7,8 +7,14 @@ real app (real EasyOCR, the real queue file on disk, HTTP servers on
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+
 import pytest
 
+from ocr_backend.api import create_app
+from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
 from tests.support.label_studio import OCR_TEMPLATE, drawn_rectangle, ls_predict_body
 from tests.support.settings import changed
@@ -119,3 +125,90 @@ def test_a_bulk_request_of_two_150000_page_tasks_is_refused_naming_max_pages(
             refused = strict.post("/predict", json=many)
         assert refused.status_code == 413, refused.text[:300]
         assert "MAX_PREDICT_IMAGES=2500" in refused.json()["detail"]
+
+
+# --- 11. a huge /predict does not hold the event loop -------------------------------------
+
+
+async def health_while(request, client) -> tuple[object, list[float]]:
+    """`request`'s answer, and how long /health waited each time while it ran.
+
+    Probes are 50 ms apart; each figure runs from the moment the probe was due, so a
+    stall of the event loop while the prober sleeps counts too.
+    """
+    seconds: list[float] = []
+    task = asyncio.ensure_future(request)
+    due = time.perf_counter()
+    while not task.done():
+        answer = await client.get("/health")
+        assert answer.status_code == 200
+        seconds.append(time.perf_counter() - due)
+        await asyncio.sleep(0.05)
+        due = time.perf_counter()
+    return await task, seconds
+
+
+@pytest.mark.slow  # 200,000 tasks: a 13 MB body
+async def test_a_predict_of_200000_tasks_leaves_health_under_a_second_and_keeps_its_deadline(
+    settings, engine, tmp_path
+):
+    # Before (500,000 tasks, 32 MB): /health stalled 12.3 s and the answer came at 29 s
+    # with PREDICT_DEADLINE=5. Nothing is fetched: the images are on a closed port.
+    configured = changed(settings, model_dir=tmp_path, predict_deadline=5.0)
+    tasks = [{"id": n, "data": {"ocr": f"http://127.0.0.1:9/{n}.png"}} for n in range(200_000)]
+    raw = json.dumps({"tasks": tasks, "project": "11.1", "label_config": OCR_TEMPLATE})
+    del tasks
+    app = create_app(configured, engine=engine)
+    async with async_client(app) as (client, _):
+        started = time.monotonic()
+        big = client.post(
+            "/predict",
+            content=raw,
+            headers={"Content-Type": "application/json"},
+            timeout=600,
+        )
+        answer, health = await health_while(big, client)
+        took = time.monotonic() - started
+    assert answer.status_code == 200, answer.text[:300]
+    results = answer.json()["results"]
+    assert len(results) == 200_000
+    assert max(health) < 1.0, f"/health took up to {max(health):.1f} s ({len(health)} probes)"
+    assert took < 5.0 + 3.0, f"answered after {took:.1f} s with PREDICT_DEADLINE=5"
+
+
+# --- 15. invented project strings do not grow /jobs and the metrics without bound --------
+
+
+def job_series(metrics_text: str) -> set[str]:
+    return {
+        line.split('project="', 1)[1].split('"', 1)[0]
+        for line in metrics_text.splitlines()
+        if line.startswith("ocr_backend_job_tasks{")
+    }
+
+
+def test_invented_projects_share_one_series_and_jobs_lists_a_bounded_number(
+    client_for, settings, tmp_path
+):
+    # Before: 20,000 invented projects made 160,000 series (24.5 MB per scrape) and an
+    # 8.7 MB /jobs; here 120 made 120 entries and 720 series.
+    configured = changed(settings, model_dir=tmp_path, predict_deadline=2.0)
+    with client_for(configured) as service:
+        assert service.post(
+            "/setup", json={"project": "15.1", "label_config": OCR_TEMPLATE}
+        ).is_success
+        task = {"id": 1, "data": {"ocr": "http://127.0.0.1:9/gone.png"}}
+        service.post("/predict", json={"tasks": [task], "project": "15.1"})
+        for number in range(120):
+            body = {"tasks": [task], "project": f"invented-{number}", "label_config": OCR_TEMPLATE}
+            assert service.post("/predict", json=body).status_code == 200
+        deadline = time.monotonic() + 30
+        while "(others)" not in (series := job_series(service.get("/metrics").text)):
+            assert time.monotonic() < deadline, sorted(series)[:5]
+            time.sleep(0.5)
+        jobs = service.get("/jobs").json()["jobs"]
+    listed = [job["project"] for job in jobs]
+    assert "15.1" in listed and "15.1" in series  # the project /setup knows keeps its own
+    assert len(jobs) <= 51 and len(series) <= 51, (len(jobs), len(series))
+    other = next(job for job in jobs if job["project"] == "(others)")
+    assert sum(job["total"] for job in jobs) == 121 and other["total"] >= 70

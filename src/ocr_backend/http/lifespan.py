@@ -80,7 +80,12 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
             predictor = Predictor(ocr, fetcher, settings)
             job_store = JobStore(settings.model_dir / JOBS_DIR)
             runner = JobRunner(
-                job_store, predictor, connect, client, capacity=predictor.images_in_hand
+                job_store,
+                predictor,
+                connect,
+                client,
+                capacity=predictor.images_in_hand,
+                known_project=lambda project: projects.known(None if project == "-" else project),
             )
             services = Services(
                 settings=settings,

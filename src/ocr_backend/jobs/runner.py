@@ -67,8 +67,10 @@ class JobRunner:
         http: httpx.AsyncClient,
         *,
         capacity: int,
+        known_project: Callable[[str], bool] = lambda project: True,
     ) -> None:
         self.store = store
+        self.known_project = known_project  # /setup knows it: listed before invented ones
         self.predictor = predictor
         self.connect = connect
         self.http = http
@@ -269,7 +271,7 @@ class JobRunner:
                 if time.monotonic() - last_prune > 3600:
                     last_prune = time.monotonic()
                     await self.store.run(self.store.forget_delivered, KEEP_DELIVERED_S)
-                progress = await self.store.run(job_progress, self.store)
+                progress = await self.store.run(job_progress, self.store, self.known_project)
                 publish_progress(progress)
                 if time.monotonic() - last_progress > PROGRESS_S:
                     last_progress = time.monotonic()
