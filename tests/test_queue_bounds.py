@@ -14,6 +14,7 @@ import time
 import pytest
 
 from ocr_backend.api import create_app
+from ocr_backend.jobs.runner import KEEP_DELIVERED_S
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
 from tests.support.label_studio import OCR_TEMPLATE, drawn_rectangle, ls_predict_body
@@ -212,3 +213,44 @@ def test_invented_projects_share_one_series_and_jobs_lists_a_bounded_number(
     assert len(jobs) <= 51 and len(series) <= 51, (len(jobs), len(series))
     other = next(job for job in jobs if job["project"] == "(others)")
     assert sum(job["total"] for job in jobs) == 121 and other["total"] >= 70
+
+
+# --- 10. the jobs database stays bounded ---------------------------------------------------
+
+
+def live_bytes(store) -> int:
+    """Bytes of the queue file in use (pages freed by deletes are reused, not counted)."""
+    pages, free, size = (
+        store.rows(f"PRAGMA {name}")[0][0] for name in ("page_count", "freelist_count", "page_size")
+    )
+    return (pages - free) * size
+
+
+async def test_anonymous_requests_do_not_grow_the_jobs_database_for_long(
+    settings, engine, tmp_path
+):
+    # Before: 40 anonymous requests grew it by 210 MB in 4.6 s, kept for 7 days: label
+    # configs were never deleted, each row kept its task's data, MAX_PROJECTS did not apply.
+    # Here 40 requests of 20 tasks with 50 KB of data each and their own 100 KB config.
+    configured = changed(settings, model_dir=tmp_path, predict_deadline=5.0, max_projects=5)
+    app = create_app(configured, engine=engine)
+    async with async_client(app) as (client, services):
+        store = services.job_store
+        empty = await store.run(live_bytes, store)
+        for number in range(40):
+            config = OCR_TEMPLATE.replace("<View>", f"<View><!-- {number:03} {'x' * 100_000} -->")
+            tasks = [
+                {"id": n, "data": {"ocr": f"http://127.0.0.1:9/{n}.png", "notes": "y" * 50_000}}
+                for n in range(20)
+            ]
+            body = {"tasks": tasks, "project": f"anonymous-{number}", "label_config": config}
+            assert (await client.post("/predict", json=body)).status_code == 200
+        grown = await store.run(live_bytes, store) - empty
+        # The 40 configs (4 MB) stay until the next pruning; the tasks' data is gone.
+        assert grown < 8_000_000, f"{grown / 1e6:.1f} MB after 40 requests"
+        # What the runner does every PRUNE_S: drop what no one needs any more.
+        await store.run(store.forget_delivered, KEEP_DELIVERED_S, 5)
+        kept = await store.run(live_bytes, store) - empty
+        projects = await store.run(store.rows, "SELECT COUNT(DISTINCT project) FROM tasks")
+    assert kept < 1_000_000, f"{kept / 1e6:.1f} MB after pruning"
+    assert projects[0][0] <= 5

@@ -40,7 +40,9 @@ WRITE_RETRY_S = 60.0
 UNWRITABLE_RETRY_S = 300.0
 WRITE_BATCH = 16
 STOP_GRACE_S = 25.0  # within uvicorn's 30 s graceful shutdown
-KEEP_DELIVERED_S = 7 * 24 * 3600.0  # rows delivered or failed longer ago are dropped
+# Rows delivered or failed longer ago are dropped: as long as /jobs shows a finished job.
+KEEP_DELIVERED_S = 24 * 3600.0
+PRUNE_S = 600.0  # how often: 40 requests a second apart can be many rows
 
 
 class Changed:
@@ -268,9 +270,13 @@ class JobRunner:
                     reads, _ = await self.store.run(self.store.recover)
                     if reads:
                         self.work.notify()
-                if time.monotonic() - last_prune > 3600:
+                if time.monotonic() - last_prune > PRUNE_S:
                     last_prune = time.monotonic()
-                    await self.store.run(self.store.forget_delivered, KEEP_DELIVERED_S)
+                    await self.store.run(
+                        self.store.forget_delivered,
+                        KEEP_DELIVERED_S,
+                        self.predictor.settings.max_projects,
+                    )
                 progress = await self.store.run(job_progress, self.store, self.known_project)
                 publish_progress(progress)
                 if time.monotonic() - last_progress > PROGRESS_S:
