@@ -17,6 +17,7 @@ from ocr_backend.api import create_app
 from ocr_backend.jobs.runner import KEEP_DELIVERED_S
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
+from tests.support.fault_servers import SilentServer
 from tests.support.label_studio import OCR_TEMPLATE, drawn_rectangle, ls_predict_body
 from tests.support.settings import changed
 
@@ -254,3 +255,37 @@ async def test_anonymous_requests_do_not_grow_the_jobs_database_for_long(
         projects = await store.run(store.rows, "SELECT COUNT(DISTINCT project) FROM tasks")
     assert kept < 1_000_000, f"{kept / 1e6:.1f} MB after pruning"
     assert projects[0][0] <= 5
+
+
+# --- 17. a store write that fails does not leave tasks stuck in `reading` ---------------
+
+
+async def states(store) -> list[str]:
+    return [row[0] for row in await store.run(store.rows, "SELECT state FROM tasks")]
+
+
+@pytest.mark.slow  # waits for fetch time-outs and the runner's upkeep
+async def test_tasks_read_while_the_disk_is_full_are_not_left_reading(settings, engine, tmp_path):
+    # Before: a task whose result could not be stored stayed `reading` until the next
+    # restart (2 of 2 still stuck 90 s after space returned), and every ask said "pending".
+    # The disk is "full" through SQLite's own switch, query_only: every write fails as it
+    # does on a full disk (an OperationalError from the store's thread), then space returns.
+    silent = SilentServer()
+    configured = changed(settings, model_dir=tmp_path, predict_deadline=1.0, fetch_timeout=2.0)
+    app = create_app(configured, engine=engine)
+    try:
+        async with async_client(app) as (client, services):
+            store = services.job_store
+            tasks = [{"id": n, "data": {"ocr": silent.url(f"/{n}.png")}} for n in range(2)]
+            body = {"tasks": tasks, "project": "17.1", "label_config": OCR_TEMPLATE}
+            assert (await client.post("/predict", json=body)).status_code == 200
+            assert await states(store) == ["reading", "reading"]
+            await store.run(lambda: store.db.execute("PRAGMA query_only = 1"))
+            await asyncio.sleep(3.0)  # the fetches time out; storing that fails
+            await store.run(lambda: store.db.execute("PRAGMA query_only = 0"))
+            deadline = time.monotonic() + 30
+            while (now := await states(store)) != ["failed", "failed"]:
+                assert time.monotonic() < deadline, now
+                await asyncio.sleep(0.5)
+    finally:
+        silent.close()

@@ -83,6 +83,7 @@ class JobRunner:
         self._loops: list[asyncio.Task[None]] = []
         # Reads under way, each with whether the engine has started on it.
         self._reads: dict[asyncio.Task[None], asyncio.Event] = {}
+        self._in_hand: set[str] = set()  # the keys of the reads under way
         self._targets: dict[str, OcrTargets | LabelConfigError] = {}
         self._write_errors: dict[str, str] = {}  # per project, the last one logged
 
@@ -156,6 +157,19 @@ class JobRunner:
             read.add_done_callback(lambda _: places.release())
 
     async def _read(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
+        self._in_hand.add(claimed.key)
+        try:
+            await self._read_claimed(claimed, at_engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The outcome could not be stored (the disk full, the file locked too long): the
+            # row stays `reading` under this process; upkeep queues it again.
+            log.exception("job %s: the outcome of a read could not be stored", claimed.project)
+        finally:
+            self._in_hand.discard(claimed.key)
+
+    async def _read_claimed(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
         task = Task.model_validate(claimed.task)
         context = PredictContext(
             label_studio=self.connect(claimed.project), request_id=claimed.asked_by
@@ -265,6 +279,10 @@ class JobRunner:
         while not self.stopping.is_set():
             try:
                 await self.store.run(self.store.heartbeat)
+                in_hand = list(self._in_hand)
+                claimed_before = time.time() - HEARTBEAT_S  # a claim's read starts in ms
+                if await self.store.run(self.store.put_back_stuck, in_hand, claimed_before):
+                    self.work.notify()
                 if time.monotonic() - last_recover > 30:
                     last_recover = time.monotonic()
                     reads, _ = await self.store.run(self.store.recover)
