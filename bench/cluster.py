@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.pages import document
-from ocr_backend.engine import load_engine, one_reader_engine
+from ocr_backend.engine import load_engine
 from ocr_backend.ocr.cluster import ClusterEngine
+from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.settings import Settings
 from tests.support.ray_cluster import descendants, node_pids, ray_cluster
 
@@ -82,9 +83,13 @@ def main() -> int:
     print(f"{len(images)} pages of 900x700, 14 lines each; {os.cpu_count()} cores here")
 
     workers = [{"num_cpus": 2, "resources": {"node1": 1}}, {"num_cpus": 2}]
+    local = Settings(**base, device="cpu")
     with ray_cluster(workers) as (cluster, nodes):
         engines = {
-            "A": one_reader_engine(Settings(**base, device="cpu")),
+            # In this process, as one actor reads: one thread, torch on the actor's CPUs.
+            "A": LocalEngine.load(
+                local, threads=1, torch_threads=max(1, int(local.ray_actor_cpus))
+            ),
             "B": load_engine(
                 Settings(
                     **base,

@@ -28,8 +28,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ocr_backend.engine import OcrEngine
+from ocr_backend.images.planes import as_planes
+from ocr_backend.ocr.easyocr_reader import EasyOcrReader
+from ocr_backend.ocr.lines import TextLine
 from ocr_backend.ocr.onnx_craft import OnnxCraft, export_name, file_md5
+from ocr_backend.ocr.reader import ReaderFactory
+from ocr_backend.ocr.text_reader import read_page
 from ocr_backend.ocr.weights import bundled_model_dir
 from ocr_backend.settings import Settings
 from tests.support.drawing import draw_page, font
@@ -146,7 +150,12 @@ def same_reading(a: list, b: list) -> str:
     return "same" if worst <= 1.0 else f"boxes differ by up to {worst:.1f} px"
 
 
-def compare(reader: easyocr.Reader, engine: OcrEngine, rounds: int) -> None:
+def read(engine: EasyOcrReader, image: np.ndarray) -> list[TextLine]:
+    """A page as the service's engine reads it."""
+    return read_page(engine, as_planes(image))
+
+
+def compare(reader: easyocr.Reader, engine: EasyOcrReader, rounds: int) -> None:
     """Bare EasyOCR against the ONNX engine as the service runs it (THREADS=1)."""
     import torch
 
@@ -158,11 +167,11 @@ def compare(reader: easyocr.Reader, engine: OcrEngine, rounds: int) -> None:
     print(f"{'image':18s} {'easyocr (torch)':>16s} {'engine (onnx)':>14s} {'speed-up':>9s}  result")
     for name, image in images().items():
         bare = reader.readtext(image)
-        ours = [([list(p) for p in t.polygon], t.text, t.score) for t in engine.read_sync(image)]
+        ours = [([list(p) for p in t.polygon], t.text, t.score) for t in read(engine, image)]
         median = alternate(
             {
                 "torch": lambda im=image: reader.readtext(im),
-                "onnx": lambda im=image: engine.read_sync(im),
+                "onnx": lambda im=image: read(engine, im),
             },
             rounds,
         )
@@ -174,7 +183,7 @@ def compare(reader: easyocr.Reader, engine: OcrEngine, rounds: int) -> None:
 
 
 def thread_counts(
-    reader: easyocr.Reader, engine: OcrEngine, onnx_path: Path, image: str, rounds: int
+    reader: easyocr.Reader, engine: EasyOcrReader, onnx_path: Path, image: str, rounds: int
 ) -> None:
     """One read at a time with 1 or 2 torch threads and 1 or 2 ONNX Runtime threads."""
     import torch
@@ -195,8 +204,8 @@ def thread_counts(
 
             def onnx(n: int = threads, detector: OnnxCraft = session) -> object:
                 torch.set_num_threads(n)
-                engine.reader.detector = detector
-                return engine.read_sync(picture)
+                engine.easyocr.detector = detector
+                return read(engine, picture)
 
             spin = " spin" if spinning else ""
             runs[f"onnx ort={ort_threads}{spin} torch={threads}"] = onnx
@@ -204,7 +213,7 @@ def thread_counts(
         print(f"  {name:31s} {took.wall:6.2f} s wall {took.cpu:6.2f} s CPU")
 
 
-def pool_sizes(engine: OcrEngine, onnx_path: Path, image: str, reads: int) -> None:
+def pool_sizes(engine: EasyOcrReader, onnx_path: Path, image: str, reads: int) -> None:
     """THREADS=1 with all cores per read against THREADS=2 with a core each: throughput."""
     import torch
 
@@ -214,10 +223,14 @@ def pool_sizes(engine: OcrEngine, onnx_path: Path, image: str, reads: int) -> No
     for pool_threads in (1, 2):
         each = max(1, cores // pool_threads)
         torch.set_num_threads(each)
-        engine.reader.detector = OnnxCraft.from_file(onnx_path, each)
+        engine.easyocr.detector = OnnxCraft.from_file(onnx_path, each)
         with ThreadPoolExecutor(pool_threads) as pool:
-            list(pool.map(engine.read_sync, [picture] * pool_threads))  # warm-up
-            took = timed(lambda p=pool: list(p.map(engine.read_sync, [picture] * reads)))
+
+            def read_in(p: ThreadPoolExecutor, times: int) -> list[list[TextLine]]:
+                return list(p.map(lambda im: read(engine, im), [picture] * times))
+
+            read_in(pool, pool_threads)  # warm-up
+            took = timed(lambda p=pool: read_in(p, reads))
         print(
             f"  THREADS={pool_threads}, {each} torch/ORT thread(s) each: "
             f"{took.wall / reads:6.2f} s per image"
@@ -242,7 +255,8 @@ def main() -> None:
 
     model_dir = args.model_dir or Path(tempfile.mkdtemp(prefix="bench-onnx-"))
     started = time.perf_counter()
-    engine = OcrEngine.load(
+    # The reader of the engine's one OCR thread (THREADS=1), read with from this thread.
+    engine = ReaderFactory(
         Settings(
             lang_list="en",
             model_dir=model_dir,
@@ -250,7 +264,7 @@ def main() -> None:
             model_download=False,
             detector_runtime="onnx",
         )
-    )
+    ).build()
     print(f"ONNX engine loaded (export or reuse included) in {time.perf_counter() - started:.1f} s")
     reader = easyocr.Reader(
         ["en"],
@@ -266,7 +280,6 @@ def main() -> None:
         thread_counts(reader, engine, onnx_path, args.image, args.rounds)
     if args.part in ("pool", "all"):
         pool_sizes(engine, onnx_path, args.image, reads=4)
-    engine.close()
 
 
 if __name__ == "__main__":

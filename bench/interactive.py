@@ -27,16 +27,15 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import uvicorn
 from PIL import Image
 
 from ocr_backend.api import create_app
-from ocr_backend.engine import OcrEngine
-from ocr_backend.images.crop import crop_region
+from ocr_backend.images.crop import Crop, crop_region
 from ocr_backend.images.decode import decode_page
 from ocr_backend.label_studio.regions import reading_order
 from ocr_backend.ocr.lines import TextLine, to_text_line
+from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.settings import Settings
 from tests.support.label_studio import OCR_TEMPLATE
 from tests.support.photos import (
@@ -67,7 +66,7 @@ def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
     return server
 
 
-def start_service(settings: Settings, engine: OcrEngine) -> tuple[uvicorn.Server, str]:
+def start_service(settings: Settings, engine: LocalEngine) -> tuple[uvicorn.Server, str]:
     app = create_app(settings, engine=engine)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
@@ -138,17 +137,17 @@ def main() -> None:
     settings = Settings(
         lang_list="en", device=args.device, model_dir=folder / "models", model_download=False
     )
-    engine = OcrEngine.load(settings)
+    engine = LocalEngine.load(settings)
 
     def readtext(path: Path) -> list[TextLine]:
         # On the engine's own thread: a reader is fast only in the thread that built it.
-        found = engine._pool.submit(engine.reader.readtext, str(path)).result()
+        found = engine._pool.submit(engine.reader.easyocr.readtext, str(path)).result()
         return [to_text_line(box, str(text).strip(), score) for box, text, score in found]
 
     service, base = start_service(settings, engine)
     timings: dict[str, list[float]] = {"box": [], "page": []}
     errors: dict[str, list[float]] = {"service": [], "readtext": []}
-    crops: list[np.ndarray] = []
+    crops: list[Crop | None] = []
     with httpx.Client(base_url=base, timeout=600) as client:
 
         def call(url: str, context: dict | None) -> tuple[float, dict]:
@@ -163,7 +162,7 @@ def main() -> None:
             elapsed, _ = call(url, None)  # fetches the page into the cache
             timings["page"].append(elapsed)
             page = Image.open(path)
-            found = engine._pool.submit(engine.reader.readtext, str(path)).result()
+            found = engine._pool.submit(engine.reader.easyocr.readtext, str(path)).result()
             chosen = spread(lines_of(found), args.lines)
             print(f"{name}: {page.width}x{page.height}, full page {elapsed * 1000:.0f} ms")
             decoded = decode_page(path.read_bytes(), max_pixels=1 << 40)
@@ -203,7 +202,7 @@ def main() -> None:
     engine.close()
 
 
-def compare_readers(engine: OcrEngine, crops: list[np.ndarray]) -> None:
+def compare_readers(engine: LocalEngine, crops: list[Crop]) -> None:
     """What the service does with one-line crops vs detection and recognition on them."""
     timings: dict[str, list[float]] = {"service": [], "detect": []}
     for crop in crops:
@@ -211,7 +210,7 @@ def compare_readers(engine: OcrEngine, crops: list[np.ndarray]) -> None:
         start = time.perf_counter()
         asyncio.run(engine.read_region(crop))
         middle = time.perf_counter()
-        asyncio.run(engine.read(crop))
+        asyncio.run(engine.read(crop.image))
         end = time.perf_counter()
         timings["service"].append(middle - start)
         timings["detect"].append(end - middle)

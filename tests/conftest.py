@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from ocr_backend.engine import OcrEngine
+from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.settings import Settings
 from tests.support.asgi import app_client
 from tests.support.environment import service_variables
@@ -63,14 +63,14 @@ def settings(model_dir: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def engine(settings: Settings) -> Iterator[OcrEngine]:
-    ocr = OcrEngine.load(settings)
+def engine(settings: Settings) -> Iterator[LocalEngine]:
+    ocr = LocalEngine.load(settings)
     yield ocr
     ocr.close()
 
 
 @pytest.fixture(scope="session")
-def client_for(engine: OcrEngine) -> ClientFor:
+def client_for(engine: LocalEngine) -> ClientFor:
     """Opens a client of the app on the session's engine: `with client_for(settings, **changes)`.
 
     Also takes `raise_server_exceptions=False` (see tests.support.asgi.app_client).

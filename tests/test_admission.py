@@ -70,7 +70,7 @@ async def test_a_full_queue_answers_503_at_once_while_health_stays_quick(
 
     async with async_client(app) as (client, services):
         slow = asyncio.ensure_future(client.post("/predict", json=body(2), timeout=120))
-        while services.queue.waiting < 2:  # noqa: ASYNC110 - polls the app's state
+        while services.admission.waiting < 2:  # noqa: ASYNC110 - polls the app's state
             await asyncio.sleep(0.01)
         started = time.perf_counter()
         refused = await client.post("/predict", json=body(1))

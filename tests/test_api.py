@@ -5,6 +5,7 @@ Real EasyOCR reads images that a real HTTP server on 127.0.0.1 serves.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import math
@@ -111,7 +112,7 @@ def test_predict_equals_the_engines_own_readtext_converted(client, engine, image
     url = image_server.put("same.png", image)
     (prediction,) = client.post("/predict", json=ls_predict_body(url)).json()["results"]
     expected = lines_to_regions(
-        engine.read_sync(np.asarray(image)), parse_label_config(OCR_TEMPLATE), *image.size,
+        asyncio.run(engine.read(np.asarray(image))), parse_label_config(OCR_TEMPLATE), *image.size,
         region_id=lambda: "id",
     )  # fmt: skip
     got = [{**item, "id": "id"} for item in prediction["result"]]
@@ -150,7 +151,9 @@ def test_setup_answers_the_model_version_that_predictions_carry(client):
     assert setup.status_code == 200
     version = setup.json()["model_version"]
     assert client.get("/versions").json() == {"versions": [version]}
-    assert client.get("/health").json()["model_version"] == version
+    health = client.get("/health").json()
+    assert health["model_version"] == version
+    assert health["model_class"] == "EasyOCR"  # the engine's name, as Label Studio shows it
 
 
 def test_model_version_changes_with_settings_that_change_the_output(settings, client_for):

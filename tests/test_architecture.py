@@ -69,11 +69,68 @@ def in_layer(module: str, *layers: str) -> bool:
     )
 
 
-def test_the_graph_sees_the_package():
-    # Guards the tests below against passing because they read nothing.
-    assert "ocr_backend.predictor" in GRAPH
-    assert "ocr_backend.label_studio.storage" in GRAPH["ocr_backend.predictor"]
-    assert "ocr_backend.errors" in GRAPH["ocr_backend.ocr.onnx_craft"]
+# The layers, lowest first: a module may import its own layer and those below, never one
+# above. Each name is a top-level module or package of ocr_backend.
+LAYERS: list[tuple[str, ...]] = [
+    ("errors", "settings", "metrics", "logs"),  # leaves every layer may use
+    ("images",),  # task images: bytes -> decoded planes, crops; knows nothing of OCR
+    ("ocr",),  # readers, the local and cluster engines, the drawn-crop strategy
+    ("engine",),  # the engine's face
+    ("label_studio",),  # label config, regions, tokens, storage, the API client
+    ("convert", "priority"),  # lines -> Label Studio results; people before bulk work
+    ("predictor",),  # a page or a drawn region -> a prediction
+    ("jobs", "training", "documents"),  # bulk work, fine-tuning, PDFs
+    ("http", "api"),  # the HTTP face
+    ("commands", "__main__"),  # the command line
+]
+
+
+def layer_of(module: str) -> int | None:
+    if module == "ocr_backend":  # the package's __init__: its version only
+        return 0
+    for rank, layer in enumerate(LAYERS):
+        if in_layer(module, *layer):
+            return rank
+    return None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a module from a higher layer than the importer's, as `a -> b`."""
+    found = []
+    for module, imported in sorted(graph.items()):
+        rank = layer_of(module)
+        for other in sorted(imported):
+            other_rank = layer_of(other)
+            if rank is not None and other_rank is not None and other_rank > rank:
+                found.append(f"{module} -> {other}")
+    return found
+
+
+def test_every_module_has_a_layer():
+    assert sorted(m for m in GRAPH if layer_of(m) is None) == []
+
+
+def test_nothing_imports_upward():
+    assert upward_imports(GRAPH) == []
+
+
+def test_the_layering_check_sees_a_broken_rule():
+    # Each of these, added to the real graph, must be reported.
+    for module, upward in [
+        ("ocr_backend.ocr.lines", "ocr_backend.jobs.store"),
+        ("ocr_backend.predictor", "ocr_backend.jobs.runner"),
+        ("ocr_backend.images.fetch", "ocr_backend.ocr.lines"),
+        ("ocr_backend.label_studio.config", "ocr_backend.convert"),
+        ("ocr_backend.engine", "ocr_backend.predictor"),
+    ]:
+        broken = {name: set(imported) for name, imported in GRAPH.items()}
+        broken[module].add(upward)
+        new = set(upward_imports(broken)) - set(upward_imports(GRAPH))
+        assert new == {f"{module} -> {upward}"}
+    broken = {name: set(imported) for name, imported in GRAPH.items()}
+    broken["ocr_backend.commands.annotate"].add("ocr_backend.http.routes")
+    new = set(commands_importing_http(broken)) - set(commands_importing_http(GRAPH))
+    assert new == {"ocr_backend.commands.annotate -> ocr_backend.http.routes"}
 
 
 @pytest.mark.parametrize(
@@ -82,6 +139,29 @@ def test_the_graph_sees_the_package():
 def test_ocr_and_images_know_nothing_of_label_studio_http_or_jobs(module):
     above = sorted(m for m in GRAPH[module] if in_layer(m, "label_studio", "http", "jobs", "api"))
     assert above == [], f"{module} imports {above}"
+
+
+def commands_importing_http(graph: dict[str, set[str]]) -> list[str]:
+    """The command line builds the app through api.py; it never reaches into http/."""
+    return [
+        f"{module} -> {other}"
+        for module, imported in sorted(graph.items())
+        if in_layer(module, "commands", "__main__")
+        for other in sorted(imported)
+        if in_layer(other, "http")
+    ]
+
+
+def test_commands_do_not_import_http():
+    assert commands_importing_http(GRAPH) == []
+
+
+def test_label_studio_does_not_import_convert():
+    # convert.py turns lines into Label Studio results on top of label_studio/, not under it.
+    importing = [
+        m for m in GRAPH if in_layer(m, "label_studio") and "ocr_backend.convert" in GRAPH[m]
+    ]
+    assert sorted(importing) == []
 
 
 def test_only_api_and_http_import_fastapi_or_starlette():

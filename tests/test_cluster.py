@@ -117,7 +117,7 @@ def test_gpu_actor_options_schedule_on_the_node_that_has_them(cluster, model_dir
         image = draw_page(["SHARED GPU"])[0]
         import numpy as np
 
-        lines = [engine.read_sync(np.asarray(image)) for _ in range(2)]
+        lines = [asyncio.run(engine.read(np.asarray(image))) for _ in range(2)]
         assert all("SHARED GPU" in " ".join(line.text for line in read) for read in lines)
         assert set(engine.reads_by_node) == {gpu_node.node_id}
         assert engine.health()["cluster"]["actors_up"] == 2

@@ -81,13 +81,14 @@ import sys
 from fastapi.testclient import TestClient
 from ocr_backend.__main__ import main  # every command, as `ocr-backend` imports them
 from ocr_backend.api import create_app
-from ocr_backend.engine import OcrEngine, load_engine
+from ocr_backend.engine import load_engine
+from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.settings import Settings
 
 settings = Settings()
 assert settings.ray_address is None
 engine = load_engine(settings)
-assert isinstance(engine, OcrEngine)
+assert isinstance(engine, LocalEngine)
 with TestClient(create_app(settings, engine=engine)) as client:
     health = client.get("/health").json()
 assert health["status"] == "UP" and "degraded" not in health, health

@@ -9,15 +9,18 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from ocr_backend.engine import OcrEngine
 from ocr_backend.errors import DeviceUnavailable, WeightsMissing
 from ocr_backend.ocr.lines import TextLine
+from ocr_backend.ocr.local import RECOGNISERS_PER_THREAD, LocalEngine
 from ocr_backend.ocr.reader import resolve_device
+from ocr_backend.ocr.text_reader import Detected
 from ocr_backend.ocr.weights import locate_weights
+from ocr_backend.predictor import model_version
 from ocr_backend.settings import Settings
 from tests.support.drawing import draw_page
 
@@ -35,7 +38,7 @@ def contains(box: tuple, point: tuple[float, float]) -> bool:
     return min(xs) <= point[0] <= max(xs) and min(ys) <= point[1] <= max(ys)
 
 
-async def test_engine_reads_the_drawn_words_where_they_are(engine: OcrEngine):
+async def test_engine_reads_the_drawn_words_where_they_are(engine: LocalEngine):
     image, drawn = draw_page(["HELLO WORLD", "Invoice 2024"])
     lines = await engine.read(np.asarray(image))
     assert [line.text for line in lines] == ["HELLO WORLD", "Invoice 2024"]
@@ -44,21 +47,21 @@ async def test_engine_reads_the_drawn_words_where_they_are(engine: OcrEngine):
         assert 0.5 < line.score <= 1.0
 
 
-def test_text_lines_are_plain_python_values(engine: OcrEngine):
+async def test_text_lines_are_plain_python_values(engine: LocalEngine):
     image, _ = draw_page(["PLAIN"])
-    (line,) = engine.read_sync(np.asarray(image))
+    (line,) = await engine.read(np.asarray(image))
     assert isinstance(line, TextLine)
     assert type(line.score) is float and type(line.text) is str
     assert len(line.polygon) == 4
     assert all(type(c) is float for point in line.polygon for c in point)
 
 
-def test_a_blank_image_has_no_lines(engine: OcrEngine):
+async def test_a_blank_image_has_no_lines(engine: LocalEngine):
     blank = np.full((200, 300, 3), 255, dtype=np.uint8)
-    assert engine.read_sync(blank) == []
+    assert await engine.read(blank) == []
 
 
-async def test_reads_run_in_the_pool_and_leave_the_event_loop_free(engine: OcrEngine):
+async def test_reads_run_in_the_pool_and_leave_the_event_loop_free(engine: LocalEngine):
     image, _ = draw_page(["BUSY ENGINE"] * 6, font_size=48)
     reading = asyncio.ensure_future(engine.read(np.asarray(image)))
     started = time.perf_counter()
@@ -130,10 +133,11 @@ def test_unset_device_takes_the_cpu_without_cuda():
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU; CI has none")
 def test_unset_device_takes_the_first_gpu_and_reads_on_it(model_dir: Path):
     assert resolve_device(None) == "cuda:0"
-    gpu = OcrEngine.load(Settings(lang_list="en", model_dir=model_dir, model_download=False))
+    gpu = LocalEngine.load(Settings(lang_list="en", model_dir=model_dir, model_download=False))
     try:
         image, _ = draw_page(["GPU TEXT"])
-        assert [line.text for line in gpu.read_sync(np.asarray(image))] == ["GPU TEXT"]
+        lines = asyncio.run(gpu.read(np.asarray(image)))
+        assert [line.text for line in lines] == ["GPU TEXT"]
     finally:
         gpu.close()
 
@@ -149,12 +153,12 @@ def test_every_ocr_thread_reads_with_the_reader_it_built_itself():
     # ran 5x slower elsewhere), so each OCR thread builds its own at start-up.
     built: dict[int, object] = {}
 
-    def build():
-        reader = object()  # stands in for easyocr.Reader: this is about threads
+    def build(recogniser: Path | None = None) -> Any:
+        reader = object()  # stands in for a TextReader: this is about threads
         built[threading.get_ident()] = reader
         return reader
 
-    engine = OcrEngine(build, languages=["en"], device="cpu", threads=3)
+    engine = LocalEngine(build, languages=["en"], device="cpu", threads=3)
     try:
         assert len(built) == 3  # all built before the engine is handed out
         together = threading.Barrier(3)
@@ -172,8 +176,62 @@ def test_every_ocr_thread_reads_with_the_reader_it_built_itself():
 
 
 def test_a_reader_that_cannot_be_built_stops_the_engine_instead_of_hanging():
-    def build():
+    def build(recogniser: Path | None = None) -> Any:
         raise WeightsMissing("no weights")
 
     with pytest.raises(WeightsMissing, match="no weights"):
-        OcrEngine(build, languages=["en"], device="cpu", threads=2)
+        LocalEngine(build, languages=["en"], device="cpu", threads=2)
+
+
+class NamedReader:
+    """Stands in for a TextReader (this is about which reader reads, not about OCR):
+    it reads its recogniser's name, and says which thread built it."""
+
+    def __init__(self, recogniser: Path | None) -> None:
+        self.name = recogniser.name if recogniser else "stock"
+        self.thread = threading.get_ident()
+
+    def detect(self, planes: np.ndarray) -> Detected:
+        return Detected(horizontal=[[0, 1, 0, 1]], free=[])
+
+    def recognise(self, planes: np.ndarray, found: Detected) -> list[TextLine]:
+        assert threading.get_ident() == self.thread  # read where it was built
+        corners = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+        return [TextLine(corners, self.name, 1.0)]
+
+
+async def test_a_project_recogniser_reads_with_its_own_reader_and_few_are_kept():
+    built: list[str] = []
+
+    def build(recogniser: Path | None = None) -> NamedReader:
+        reader = NamedReader(recogniser)
+        built.append(reader.name)
+        return reader
+
+    engine = LocalEngine(build, languages=["en"], device="cpu", threads=1)
+    page = np.full((20, 20, 3), 255, dtype=np.uint8)
+    try:
+        read = [
+            (await engine.read(page, recogniser))[0].text
+            for recogniser in (None, Path("a.pth"), Path("b.pth"), None, Path("a.pth"))
+        ]
+        assert read == ["stock", "a.pth", "b.pth", "stock", "a.pth"]
+        assert built == ["stock", "a.pth", "b.pth"]  # each built once, in its thread
+        # Past RECOGNISERS_PER_THREAD (2), the one least recently read with is let go:
+        # c lets b go (a was read last), b then lets a go, and a comes back.
+        assert RECOGNISERS_PER_THREAD == 2
+        for name in ("c.pth", "b.pth", "a.pth"):
+            assert (await engine.read(page, Path(name)))[0].text == name
+        assert built == ["stock", "a.pth", "b.pth", "c.pth", "b.pth", "a.pth"]
+        assert (await engine.read(page))[0].text == "stock"  # the stock reader is never let go
+    finally:
+        engine.close()
+
+
+def test_the_model_version_is_the_one_label_studio_already_stores(settings: Settings, engine):
+    """Label Studio asks again for tasks whose predictions carry another model_version:
+    asking the engine for the library's name and version must not change it."""
+    import easyocr
+
+    assert (engine.name, engine.version) == ("EasyOCR", easyocr.__version__)
+    assert model_version(settings, engine) == "easyocr-1.7.2-en-4cbfbf46"

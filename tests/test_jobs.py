@@ -7,7 +7,9 @@ speaks Label Studio's token and prediction API), the real queue file on disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,16 +20,17 @@ import pytest
 
 from ocr_backend.api import create_app
 from ocr_backend.jobs.answers import label_studio_project
-from ocr_backend.jobs.priority import Priority, PriorityGate
-from ocr_backend.jobs.store import Entry, JobStore
+from ocr_backend.jobs.store import FILE_NAME, Entry, JobStore
 from ocr_backend.label_studio.schemas import Task
+from ocr_backend.priority import Priority, PriorityGate
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
 from tests.support.label_studio import OCR_TEMPLATE
 from tests.support.label_studio_server import LabelStudioServer
 from tests.support.settings import changed
 
-pytestmark = pytest.mark.slow  # real processes share one queue; pages read in the background
+# Marked one by one: real processes sharing one queue, and pages read in the background,
+# are slow; the pure tests here are not.
 
 PROJECT = "7.1763892800"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -131,7 +134,7 @@ store = JobStore(folder)
 while not (folder / "go").exists():  # all start claiming together
     time.sleep(0.01)
 claimed = []
-while (task := store.call(store.claim_next, False)) is not None:
+while (task := store.claim_next(False)) is not None:
     claimed.append(task.key)
     time.sleep(0.002)  # a worker reads between claims
 store.close()
@@ -139,13 +142,14 @@ print(json.dumps(claimed))
 """
 
 
+@pytest.mark.slow
 def test_processes_claiming_from_one_queue_never_take_the_same_task(tmp_path):
     store = JobStore(tmp_path)
     entries = [
         Entry(f"k{i}", "p", 1, i, "v", "c", {"id": i, "data": {"ocr": f"{i}.png"}})
         for i in range(300)
     ]
-    store.call(store.submit, entries, {"c": OCR_TEMPLATE}, Priority.BULK, 0.0)
+    store.submit(entries, {"c": OCR_TEMPLATE}, Priority.BULK, 0.0)
     store.close()
     workers = [
         subprocess.Popen(
@@ -186,6 +190,7 @@ async def test_a_freed_engine_place_goes_to_people_before_bulk_work():
 # -- /predict with a deadline -------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_what_misses_the_deadline_is_written_to_label_studio_once(
     settings, engine, image_server, label_studio, tmp_path
 ):
@@ -230,6 +235,7 @@ async def _settled(client, condition):
     return job if condition(job) else None
 
 
+@pytest.mark.slow
 async def test_without_a_token_results_are_kept_for_the_next_answer(
     settings, engine, image_server, tmp_path
 ):
@@ -249,6 +255,7 @@ async def test_without_a_token_results_are_kept_for_the_next_answer(
     assert set(fetches(image_server, urls).values()) == {1}
 
 
+@pytest.mark.slow
 async def test_the_same_tasks_asked_twice_at_once_are_read_once_and_answered_once(
     settings, engine, image_server, tmp_path
 ):
@@ -267,6 +274,7 @@ async def test_the_same_tasks_asked_twice_at_once_are_read_once_and_answered_onc
     assert set(fetches(image_server, urls).values()) == {1}
 
 
+@pytest.mark.slow
 async def test_a_failed_task_is_reported_and_tried_again_by_the_next_request(
     settings, engine, image_server, tmp_path
 ):
@@ -288,6 +296,7 @@ async def test_a_failed_task_is_reported_and_tried_again_by_the_next_request(
     assert 'ocr_backend_predict_items_total{status="failed"}' in metrics
 
 
+@pytest.mark.slow
 async def test_work_left_queued_by_a_stopped_process_is_read_at_the_next_start(
     settings, engine, image_server, tmp_path
 ):
@@ -299,14 +308,14 @@ async def test_work_left_queued_by_a_stopped_process_is_read_at_the_next_start(
         Entry(f"left-{i}", PROJECT, 7, i + 1, "v", "c", {"id": i + 1, "data": {"ocr": url}})
         for i, url in enumerate(urls)
     ]
-    dead.call(dead.submit, entries, {"c": OCR_TEMPLATE}, Priority.BULK, 0.0)
-    assert dead.call(dead.claim_next, False) is not None
+    dead.submit(entries, {"c": OCR_TEMPLATE}, Priority.BULK, 0.0)
+    assert dead.claim_next(False) is not None
     dead.close()
     async with async_client(create_app(configured, engine=engine)) as (client, services):
         job = await until(lambda: _settled(client, lambda job: job["done_waiting"] == 2))
-        rows = await services.job_store.run(
-            services.job_store.rows, "SELECT key, state, result FROM tasks ORDER BY key"
-        )
+    with contextlib.closing(sqlite3.connect(tmp_path / "jobs" / FILE_NAME)) as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT key, state, result FROM tasks ORDER BY key").fetchall()
     assert job["failed"] == 0
     assert [row["state"] for row in rows] == ["done", "done"]
     assert all(json.loads(row["result"]) for row in rows)

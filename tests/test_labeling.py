@@ -68,6 +68,17 @@ def test_configs_that_cannot_be_served_say_what_to_add(config, mappings, advice)
     with pytest.raises(LabelConfigError) as caught:
         parse_label_config(config, mappings)
     assert advice in str(caught.value)
+    with pytest.raises(LabelConfigError) as again:  # remembered, and said the same way
+        parse_label_config(config, mappings)
+    assert str(again.value) == str(caught.value)
+
+
+def test_a_config_is_parsed_once_per_label_mapping():
+    first = parse_label_config(OCR_TEMPLATE)
+    assert parse_label_config(OCR_TEMPLATE) is first  # every /predict of a project sends it
+    mapped = parse_label_config(OCR_TEMPLATE, {"Text": "Handwriting"})
+    assert mapped.rectangle == first.rectangle and mapped.label == "Handwriting"
+    assert parse_label_config(OCR_TEMPLATE).label == "Text"  # the mapping is part of the key
 
 
 def test_an_entity_bomb_is_refused_without_expanding_it():

@@ -83,7 +83,7 @@ def test_an_unexpected_error_is_a_500_naming_the_request_id_and_the_service_goes
     body = {"tasks": [{"id": 1, "data": {"ocr": url}}], "label_config": OCR_TEMPLATE}
     with client_for(settings, raise_server_exceptions=False) as c:
         # A bug outside any one task's reading: the request itself fails.
-        monkeypatch.setattr(services_of(c).jobs, "predict", broken)
+        monkeypatch.setattr(services_of(c).queued, "predict", broken)
         with caplog.at_level(logging.INFO, logger="ocr_backend"):
             response = c.post("/predict", json=body)
         monkeypatch.undo()
@@ -95,20 +95,20 @@ def test_an_unexpected_error_is_a_500_naming_the_request_id_and_the_service_goes
         assert "fault injected" not in response.text
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert any(r.exc_info and request_id in r.getMessage() for r in errors)
-        assert services_of(c).queue.waiting == 0
+        assert services_of(c).admission.waiting == 0
         assert c.get("/health").json()["status"] == "UP"
 
 
 def test_an_unexpected_error_in_one_task_is_that_tasks_error_logged_with_its_traceback(
     settings, engine, client_for, monkeypatch, caplog
 ):
-    def broken(image):
+    async def broken(image, recogniser=None):
         raise RuntimeError("engine fault injected by the test")
 
     url = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGP4DwABAQEAG7buVgAAAABJRU5ErkJggg=="
     body = {"tasks": [{"id": 1, "data": {"ocr": url}}], "label_config": OCR_TEMPLATE}
     with client_for(settings, raise_server_exceptions=False) as c:
-        monkeypatch.setattr(engine, "read_sync", broken)
+        monkeypatch.setattr(engine, "read", broken)
         with caplog.at_level(logging.INFO, logger="ocr_backend"):
             response = c.post("/predict", json=body)
         monkeypatch.undo()
@@ -121,7 +121,7 @@ def test_an_unexpected_error_in_one_task_is_that_tasks_error_logged_with_its_tra
         assert "fault injected" not in response.text
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert any(r.exc_info and request_id in r.getMessage() for r in errors)
-        assert services_of(c).queue.waiting == 0
+        assert services_of(c).admission.waiting == 0
         assert c.get("/health").json()["status"] == "UP"
 
 

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from ocr_backend.engine import OcrEngine
 from ocr_backend.errors import EngineError
 from ocr_backend.ocr.lines import TextLine
+from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.ocr.onnx_craft import (
     OnnxCraft,
     export_name,
@@ -35,7 +35,7 @@ def onnx_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def onnx_engine(onnx_dir: Path):
     """Exports the detector once for the whole session."""
-    ocr = OcrEngine.load(
+    ocr = LocalEngine.load(
         Settings(
             lang_list="en",
             model_dir=onnx_dir,
@@ -54,8 +54,8 @@ def craft_weights(model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def torch_net(engine: OcrEngine) -> torch.nn.Module:
-    return engine.reader.detector
+def torch_net(engine: LocalEngine) -> torch.nn.Module:
+    return engine.reader.easyocr.detector
 
 
 def exported_file(onnx_dir: Path, craft_weights: Path) -> Path:
@@ -94,12 +94,12 @@ def same_boxes(a: TextLine, b: TextLine, tolerance: float = 1.0) -> bool:
 
 @pytest.mark.slow  # exports the detector to ONNX and loads a second engine
 @pytest.mark.parametrize("page", list(PAGES))
-def test_onnx_engine_reads_the_same_texts_and_boxes_as_torch(
-    page: str, engine: OcrEngine, onnx_engine: OcrEngine
+async def test_onnx_engine_reads_the_same_texts_and_boxes_as_torch(
+    page: str, engine: LocalEngine, onnx_engine: LocalEngine
 ):
     image = np.asarray(PAGES[page]())
-    expected = engine.read_sync(image)
-    got = onnx_engine.read_sync(image)
+    expected = await engine.read(image)
+    got = await onnx_engine.read(image)
     assert expected, "the torch engine should read something on every test page"
     assert [line.text for line in got] == [line.text for line in expected]
     for line, want in zip(got, expected, strict=True):
@@ -109,15 +109,15 @@ def test_onnx_engine_reads_the_same_texts_and_boxes_as_torch(
 
 @pytest.mark.slow  # exports the detector to ONNX and loads a second engine
 def test_the_onnx_detector_replaces_torchs_only_in_the_onnx_engine(
-    engine: OcrEngine, onnx_engine: OcrEngine
+    engine: LocalEngine, onnx_engine: LocalEngine
 ):
-    assert isinstance(onnx_engine.reader.detector, OnnxCraft)
-    assert isinstance(engine.reader.detector, torch.nn.Module)
+    assert isinstance(onnx_engine.reader.easyocr.detector, OnnxCraft)
+    assert isinstance(engine.reader.easyocr.detector, torch.nn.Module)
 
 
 @pytest.mark.slow  # exports the detector to ONNX and loads a second engine
 def test_detector_outputs_match_torch_on_the_same_input(
-    torch_net: torch.nn.Module, onnx_engine: OcrEngine
+    torch_net: torch.nn.Module, onnx_engine: LocalEngine
 ):
     from easyocr.imgproc import normalizeMeanVariance, resize_aspect_ratio
 
@@ -126,7 +126,7 @@ def test_detector_outputs_match_torch_on_the_same_input(
     x = torch.from_numpy(np.transpose(normalizeMeanVariance(resized), (2, 0, 1))[None])
     with torch.no_grad():
         want_y, want_feature = torch_net(x)
-    y, feature = onnx_engine.reader.detector(x)
+    y, feature = onnx_engine.reader.easyocr.detector(x)
     assert y.shape == want_y.shape and feature.shape == want_feature.shape
     assert float((y - want_y).abs().max()) < 1e-4
     assert float((feature - want_feature).abs().max()) < 1e-4
@@ -134,7 +134,7 @@ def test_detector_outputs_match_torch_on_the_same_input(
 
 @pytest.mark.slow  # exports the detector to ONNX and loads a second engine
 def test_the_exported_file_is_reused_on_the_next_load(
-    onnx_engine: OcrEngine,
+    onnx_engine: LocalEngine,
     onnx_dir: Path,
     craft_weights: Path,
     torch_net: torch.nn.Module,
@@ -162,7 +162,7 @@ def test_the_file_name_is_keyed_by_weights_and_versions(craft_weights: Path):
 @pytest.mark.parametrize("damage", ["truncated", "weights overwritten"])
 def test_a_damaged_export_is_created_again(
     damage: str,
-    onnx_engine: OcrEngine,
+    onnx_engine: LocalEngine,
     onnx_dir: Path,
     craft_weights: Path,
     torch_net: torch.nn.Module,
@@ -206,9 +206,9 @@ def test_onnx_with_a_gpu_device_is_refused_by_the_settings(model_dir: Path):
     assert "DETECTOR_RUNTIME=onnx" in message and "DEVICE=cpu" in message
 
 
-def test_onnx_on_a_resolved_gpu_is_refused_by_the_engine(engine: OcrEngine, model_dir: Path):
+def test_onnx_on_a_resolved_gpu_is_refused_by_the_engine(engine: LocalEngine, model_dir: Path):
     with pytest.raises(EngineError, match="DETECTOR_RUNTIME=onnx runs the detector on the CPU"):
-        use_onnx_detector(engine.reader, device="cuda:0", weights={}, model_dir=model_dir)
+        use_onnx_detector(engine.reader.easyocr, device="cuda:0", weights={}, model_dir=model_dir)
 
 
 @pytest.mark.parametrize("value", ["tensorrt", "ONNX-CPU"])

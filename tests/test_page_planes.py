@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ocr_backend.images.crop import crop_rectangle
+from ocr_backend.images.crop import Area, crop_rectangle
 from ocr_backend.images.decode import decode_page
 from ocr_backend.images.planes import colour, grey
-from ocr_backend.ocr.ink import Area, ink_mask, line_box, one_line
+from ocr_backend.ocr.ink import ink_mask, line_box, one_line
 from tests.support.photos import DIAGRAM, STREET_SIGNS, encoded, stored_turned
 
 LIMIT = 50_000_000
@@ -71,8 +71,9 @@ def white_on_blue_line(cut_neighbour: bool) -> np.ndarray:
 
 def test_white_text_on_blue_reads_as_one_line_without_a_white_frame():
     image = white_on_blue_line(cut_neighbour=False)
-    crop = crop_rectangle(image, {"x": 5, "y": 20, "width": 90, "height": 55, "rotation": 0})
-    assert crop is not None
+    cut = crop_rectangle(image, {"x": 5, "y": 20, "width": 90, "height": 55, "rotation": 0})
+    assert cut is not None
+    crop = cut.image
     planes = np.dstack((crop, cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)))
     ink = ink_mask(grey(planes))
     rows = one_line(ink, Area(0, ink.shape[0], 0, ink.shape[1]))
@@ -83,11 +84,13 @@ def test_white_text_on_blue_reads_as_one_line_without_a_white_frame():
 def test_a_neighbours_piece_cut_by_the_box_is_left_out_of_the_line():
     image = white_on_blue_line(cut_neighbour=True)
     # The box starts at row 11, cutting through the piece at rows 10-14.
-    crop = crop_rectangle(image, {"x": 5, "y": 13.75, "width": 90, "height": 60, "rotation": 0})
-    assert crop is not None
+    cut = crop_rectangle(image, {"x": 5, "y": 13.75, "width": 90, "height": 60, "rotation": 0})
+    assert cut is not None
+    crop = cut.image
     margin = (crop.shape[0] - 48) // 2
     ink = ink_mask(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
     drawn = Area(margin, crop.shape[0] - margin, margin, crop.shape[1] - margin)
+    assert cut.drawn == drawn  # the crop says where the box lies
     rows = one_line(ink, drawn)
     assert rows is not None and rows.stop - rows.start == 20
     left, right, top, bottom = line_box(ink, rows, drawn)

@@ -151,6 +151,11 @@ async def health_while(request, client) -> tuple[object, list[float]]:
 
 
 @pytest.mark.slow  # 200,000 tasks: a 13 MB body
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 22 defect 11 is open: FastAPI validates the body on the event loop (2.6 s "
+    "per 20,000 tasks here), and the entries, the submit and the answer are built in one go",
+)
 async def test_a_predict_of_200000_tasks_leaves_health_under_a_second_and_keeps_its_deadline(
     settings, engine, tmp_path
 ):
@@ -222,7 +227,8 @@ def test_invented_projects_share_one_series_and_jobs_lists_a_bounded_number(
 def live_bytes(store) -> int:
     """Bytes of the queue file in use (pages freed by deletes are reused, not counted)."""
     pages, free, size = (
-        store.rows(f"PRAGMA {name}")[0][0] for name in ("page_count", "freelist_count", "page_size")
+        store.db.execute(f"PRAGMA {name}").fetchone()[0]
+        for name in ("page_count", "freelist_count", "page_size")
     )
     return (pages - free) * size
 
@@ -252,7 +258,9 @@ async def test_anonymous_requests_do_not_grow_the_jobs_database_for_long(
         # What the runner does every PRUNE_S: drop what no one needs any more.
         await store.run(store.forget_delivered, KEEP_DELIVERED_S, 5)
         kept = await store.run(live_bytes, store) - empty
-        projects = await store.run(store.rows, "SELECT COUNT(DISTINCT project) FROM tasks")
+        projects = await store.run(
+            lambda: store.db.execute("SELECT COUNT(DISTINCT project) FROM tasks").fetchall()
+        )
     assert kept < 1_000_000, f"{kept / 1e6:.1f} MB after pruning"
     assert projects[0][0] <= 5
 
@@ -261,7 +269,8 @@ async def test_anonymous_requests_do_not_grow_the_jobs_database_for_long(
 
 
 async def states(store) -> list[str]:
-    return [row[0] for row in await store.run(store.rows, "SELECT state FROM tasks")]
+    rows = await store.run(lambda: store.db.execute("SELECT state FROM tasks").fetchall())
+    return [row[0] for row in rows]
 
 
 @pytest.mark.slow  # waits for fetch time-outs and the runner's upkeep

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from ocr_backend.engine import OcrEngine
 from ocr_backend.images.crop import crop_region
 from ocr_backend.images.decode import decode_page
 from ocr_backend.label_studio.regions import reading_order
 from ocr_backend.ocr.lines import TextLine
+from ocr_backend.ocr.local import LocalEngine
 from tests.support.photos import (
     DIAGRAM,
     SCREENSHOT,
@@ -73,20 +73,22 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 _readtext_cache: dict[tuple[str, ...], list[tuple[Any, Any, Any]]] = {}
 
 
-def in_ocr_thread(engine: OcrEngine, read: Callable[[], Any]) -> Any:
+def in_ocr_thread(engine: LocalEngine, read: Callable[[], Any]) -> Any:
     # A reader is only fast in the thread that built it (engine.py): read there.
     return engine._pool.submit(read).result()
 
 
-def readtext(engine: OcrEngine, path: Path) -> list[tuple[Any, Any, Any]]:
+def readtext(engine: LocalEngine, path: Path) -> list[tuple[Any, Any, Any]]:
     """EasyOCR's `readtext` on the file, once per module."""
     key = (str(path),)
     if key not in _readtext_cache:
-        _readtext_cache[key] = in_ocr_thread(engine, lambda: engine.reader.readtext(str(path)))
+        _readtext_cache[key] = in_ocr_thread(
+            engine, lambda: engine.reader.easyocr.readtext(str(path))
+        )
     return _readtext_cache[key]
 
 
-def readtext_turned_consistently(engine: OcrEngine, path: Path) -> list[tuple[Any, Any, Any]]:
+def readtext_turned_consistently(engine: LocalEngine, path: Path) -> list[tuple[Any, Any, Any]]:
     """readtext with both its decoders turned by the EXIF orientation.
 
     readtext(path) itself reads an EXIF-turned file's colour unturned
@@ -97,8 +99,8 @@ def readtext_turned_consistently(engine: OcrEngine, path: Path) -> list[tuple[An
     grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)  # OpenCV applies EXIF itself
 
     def read() -> list[tuple[Any, Any, Any]]:
-        horizontal, free = engine.reader.detect(rgb, reformat=False)
-        return engine.reader.recognize(grey, horizontal[0], free[0], reformat=False)
+        horizontal, free = engine.reader.easyocr.detect(rgb, reformat=False)
+        return engine.reader.easyocr.recognize(grey, horizontal[0], free[0], reformat=False)
 
     return in_ocr_thread(engine, read)
 
@@ -133,9 +135,7 @@ def reference_triples(
 )
 def test_a_whole_page_reads_exactly_as_readtext_reads_its_file(engine, pages, page, reference):
     data = pages[page].read_bytes()
-    got = as_triples(
-        in_ocr_thread(engine, lambda: engine.read_sync(decode_page(data, max_pixels=LIMIT)))
-    )
+    got = as_triples(asyncio.run(engine.read(decode_page(data, max_pixels=LIMIT))))
     if reference is None:
         expected = reference_triples(readtext_turned_consistently(engine, pages[page]))
     else:
@@ -153,11 +153,11 @@ def test_black_text_on_a_see_through_background_is_read(engine, pages):
     clear = np.zeros((*title.shape, 4), dtype=np.uint8)
     clear[:, :, 3] = np.where(title < 128, 255, 0)  # dark title letters opaque, the rest clear
     data = encoded(Image.fromarray(clear, "RGBA"), "PNG")
-    lines = in_ocr_thread(engine, lambda: engine.read_sync(decode_page(data, max_pixels=LIMIT)))
+    lines = asyncio.run(engine.read(decode_page(data, max_pixels=LIMIT)))
     assert "EasyOCR Framework" in [line.text for line in lines]
 
 
-def drawn_boxes(engine: OcrEngine, pages: dict[str, Path]) -> list[tuple[str, DrawnBox]]:
+def drawn_boxes(engine: LocalEngine, pages: dict[str, Path]) -> list[tuple[str, DrawnBox]]:
     """Boxes around lines readtext reads with confidence >= 0.5, on four kinds of page."""
     boxes: list[tuple[str, DrawnBox]] = []
     for name in ("street_signs.png", "diagram.jpeg", "screenshot.png", "dark_mode.png"):

@@ -1,4 +1,4 @@
-"""Cutting a drawn region out of the page (crop.py) and reading it (OcrEngine.read_region)."""
+"""Cutting a drawn region out of the page (crop.py) and reading it (Engine.read_region)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import asyncio
 import numpy as np
 from PIL import Image
 
-from ocr_backend.images.crop import crop_polygon, crop_rectangle, crop_region, pad, padded_margin
+from ocr_backend.images.crop import (
+    Area,
+    Crop,
+    crop_polygon,
+    crop_rectangle,
+    crop_region,
+    pad,
+)
 from ocr_backend.images.planes import as_planes, grey
 from ocr_backend.ocr.ink import ink_mask
 from ocr_backend.ocr.ink import is_one_line as _is_one_line
@@ -23,11 +30,18 @@ def page(width: int = 200, height: int = 100) -> np.ndarray:
     return np.full((height, width, 3), 255, dtype=np.uint8)
 
 
+def drawn_around(image: np.ndarray) -> Crop:
+    """The crop of a box a user drew around the whole picture."""
+    crop = crop_region(image, {"x": 0, "y": 0, "width": 100, "height": 100})
+    assert crop is not None
+    return crop
+
+
 def test_an_upright_rectangle_is_cut_out_exactly_with_a_margin_of_its_paper_colour():
     image = page()
     image[20:40, 50:150] = (10, 20, 30)  # dark paper
     image[28:32, 60:140] = 255  # light text on it
-    crop = crop_rectangle(image, {"x": 25, "y": 20, "width": 50, "height": 20, "rotation": 0})
+    crop = crop_rectangle(image, {"x": 25, "y": 20, "width": 50, "height": 20, "rotation": 0}).image
     margin = (crop.shape[0] - 20) // 2
     assert margin >= 8 and crop.shape == (20 + 2 * margin, 100 + 2 * margin, 3)
     assert (crop[margin:-margin, margin:-margin] == image[20:40, 50:150]).all()
@@ -42,7 +56,7 @@ def test_a_rotated_rectangle_comes_out_upright():
     image = page()
     image[10:70, 93:97] = 0
     value = {"x": 50, "y": 10, "width": 30, "height": 10, "rotation": 90}
-    dark = (crop_rectangle(image, value) < 128).all(axis=2)
+    dark = (crop_rectangle(image, value).image < 128).all(axis=2)
     rows, columns = np.flatnonzero(dark.any(axis=1)), np.flatnonzero(dark.any(axis=0))
     assert len(rows) <= 5 and len(columns) >= 58  # long side along the text again
 
@@ -51,7 +65,7 @@ def test_a_polygon_keeps_only_what_is_inside_it():
     image = page()
     image[45:55, :] = 0  # a stripe across the page, inside and outside the triangle
     # The triangle (20, 10), (120, 10), (20, 90) in pixels; its bounding box starts at (20, 10).
-    crop = crop_polygon(image, [[10, 10], [60, 10], [10, 90]])
+    crop = crop_polygon(image, [[10, 10], [60, 10], [10, 90]]).image
     margin = (crop.shape[0] - 80) // 2
     assert (crop[50 - 10 + margin, 30 - 20 + margin] == 0).all()  # inside: the stripe
     assert (crop[50 - 10 + margin, 110 - 20 + margin] == 255).all()  # outside: paper
@@ -69,7 +83,7 @@ def test_regions_without_pixels_are_none():
 def test_a_region_partly_outside_the_image_is_clipped_to_it_and_framed_in_its_paper_colour():
     image = page()
     image[:, :] = (0, 0, 128)  # a blue sign filling the picture
-    crop = crop_rectangle(image, {"x": 90, "y": 0, "width": 20, "height": 50})
+    crop = crop_rectangle(image, {"x": 90, "y": 0, "width": 20, "height": 50}).image
     margin = (crop.shape[0] - 50) // 2
     # Only the half on the image is cut (issue: a region 60 times the image cost 5 GB).
     assert crop.shape[:2] == (50 + 2 * margin, 20 + 2 * margin)
@@ -91,24 +105,22 @@ async def test_read_region_reads_one_line_several_lines_and_nothing(engine):
     one, _ = draw_page(["Order 4711"], font_size=44)
     two, _ = draw_page(["Order 4711", "Berlin"], font_size=44)
     blank = page()
-    assert [line.text for line in await engine.read_region(np.asarray(one))] == ["Order 4711"]
-    assert [line.text for line in await engine.read_region(np.asarray(two))] == [
-        "Order 4711",
-        "Berlin",
-    ]
-    assert await engine.read_region(blank) == []
+    read = [await engine.read_region(drawn_around(np.asarray(i))) for i in (one, two, blank)]
+    assert [line.text for line in read[0]] == ["Order 4711"]
+    assert [line.text for line in read[1]] == ["Order 4711", "Berlin"]
+    assert read[2] == []
 
 
 async def test_a_lone_small_character_is_still_read(engine):
     image, (line,) = draw_page(["7"], font_size=16, margin=6)
-    lines = await engine.read_region(np.asarray(image))
+    lines = await engine.read_region(drawn_around(np.asarray(image)))
     assert [line.text for line in lines] == ["7"]
 
 
 def test_an_upright_box_at_a_fraction_of_a_pixel_is_cut_on_whole_pixels():
     """Sampling between pixels blurs small text: 9-pixel `Pre-Process` read `Pra-Procoss`."""
     image = np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8)
-    crop = crop_rectangle(image, {"x": 10.13, "y": 20.41, "width": 30.2, "height": 40.3})
+    crop = crop_rectangle(image, {"x": 10.13, "y": 20.41, "width": 30.2, "height": 40.3}).image
     margin = (crop.shape[0] - 40) // 2
     left, top = round(0.1013 * 200), round(0.2041 * 100)
     inner = crop[margin:-margin, margin:-margin]
@@ -145,14 +157,19 @@ def test_small_text_in_a_frame_reads_as_readtext_reads_it(engine):
     assert _region_text(engine, diagram, value) == "Pre-Process"  # was `Pra-Procoss`
 
 
-def test_the_margin_of_a_padded_crop_is_known_from_its_size_alone():
-    """On plain paper the margin and the box's own blank edge look alike; its size tells."""
+def test_a_padded_crop_says_where_the_users_region_lies_in_it():
+    """On plain paper the margin and the box's own blank edge look alike; the crop tells."""
+    rng = np.random.default_rng(0)
     for height in (3, 10, 22, 23, 50, 91, 92, 400):
         for width in (3, 17, 60, 1000):
-            crop = np.zeros((height, width, 3), dtype=np.uint8)
+            crop = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
             padded = pad(crop)
-            margin = (padded.shape[0] - height) // 2
-            assert padded_margin(padded.shape) == margin
+            margin = (padded.image.shape[0] - height) // 2
+            assert margin >= 8
+            assert padded.image.shape[:2] == (height + 2 * margin, width + 2 * margin)
+            assert padded.drawn == Area(margin, margin + height, margin, margin + width)
+            top, bottom, left, right = padded.drawn
+            assert (padded.image[top:bottom, left:right] == crop).all()
 
 
 async def test_a_capital_i_first_on_a_line_on_plain_paper_is_read(engine):

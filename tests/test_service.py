@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ocr_backend.api import create_app
-from ocr_backend.engine import OcrEngine
+from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.settings import Settings
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
@@ -35,7 +35,7 @@ def test_the_command_serves_health_once_the_engine_is_loaded(tmp_path: Path):
 
 @pytest.mark.slow  # keeps the engine busy for seconds on purpose
 async def test_health_answers_at_once_while_the_engine_is_busy(
-    settings: Settings, engine: OcrEngine
+    settings: Settings, engine: LocalEngine
 ):
     app = create_app(settings, engine=engine)
     image, _ = draw_page(["STILL HEALTHY"] * 8, font_size=48)

@@ -79,7 +79,7 @@ def test_empty_values_mean_unset(monkeypatch: pytest.MonkeyPatch):
     for name in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "DEVICE", "LABEL_STUDIO_HOST", "LANG_LIST"):
         monkeypatch.setenv(name, "")
     settings = Settings(_env_file=None)
-    assert settings.basic_auth_user is None and not settings.auth_enabled
+    assert settings.basic_auth_user is None and settings.basic_auth_pass is None
     assert settings.device is None
     assert settings.lang_list == ("mn", "en")
 

@@ -11,9 +11,9 @@ from .http import handlers, jobs
 from .http.auth import BasicAuthMiddleware
 from .http.lifespan import lifespan_for
 from .http.limits import BodySizeLimit
-from .http.logs import configure_logging
 from .http.observe import ObservabilityMiddleware
 from .http.routes import router
+from .logs import configure_logging
 from .settings import Settings
 
 API_DESCRIPTION = """

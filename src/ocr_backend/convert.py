@@ -1,21 +1,42 @@
-"""TextLines in pixels -> Label Studio result items in percent. Pure functions, no I/O."""
+"""TextLines in pixels -> Label Studio result items in percent, and one page's (or one
+document's pages') lines -> one prediction. Pure functions, no I/O."""
 
 from __future__ import annotations
 
 import math
-import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .label_studio.config import Geometry, OcrTargets
-from .ocr.lines import Point, TextLine
+from .label_studio.regions import new_region_id
+from .label_studio.schemas import Prediction
+from .ocr.lines import Point, TextLine, mean_score
 
 AXIS_TOLERANCE_PX = 1.0
 
 
-def new_region_id() -> str:
-    """Label Studio's own ids are 10 url-safe characters."""
-    return secrets.token_urlsafe(8)[:10]
+def page_prediction(
+    pages: Sequence[tuple[Sequence[TextLine], int, int]],
+    targets: OcrTargets,
+    *,
+    score_threshold: float,
+    model_version: str,
+) -> Prediction:
+    """The prediction for a task's page, or a multi-page task's pages (lines, width, height).
+
+    Only lines read at `score_threshold` or above become regions, and the
+    score is their mean. On a multi-page task (`<Image valueList=...>`) each
+    region names its page with `item_index`; /predict and `pdf-to-tasks`
+    both answer through here, so a document's prediction is the same either way.
+    """
+    result: list[dict[str, Any]] = []
+    kept_lines: list[TextLine] = []
+    for index, (lines, width, height) in enumerate(pages):
+        kept = [line for line in lines if line.score >= score_threshold]
+        kept_lines.extend(kept)
+        page = index if targets.multi_page else None
+        result.extend(lines_to_regions(kept, targets, width, height, item_index=page))
+    return Prediction(result=result, score=mean_score(kept_lines), model_version=model_version)
 
 
 def lines_to_regions(

@@ -1,58 +1,53 @@
-"""EasyOCR behind a small async interface.
+"""The engine's face: what the service needs of whatever reads the images.
 
-The reader is loaded once per process; reading blocks for seconds, so it
-runs in a bounded thread pool and the event loop stays free for `/health`
-and for fetching the next images. With RAY_ADDRESS set, `load_engine` gives
-a pool of Ray actors with the same interface instead (ocr/cluster.py).
+Two engines stand behind it: this process's OCR threads (ocr/local.py) and,
+with RAY_ADDRESS set, a pool of Ray actors (ocr/cluster.py). Both read with
+TextReaders (ocr/text_reader.py) and read drawn regions the same way
+(ocr/drawn.py); the predictor and everything above it do not know which
+one reads.
 
-Images come as images/planes.py lays them out: colour for EasyOCR's
-detector and, beside it, the grey its recogniser reads, so that a page reads
-exactly as `readtext` reads the file it came from. A plain RGB array is
-taken too, its grey made from its colour.
+Images come as images/planes.py lays them out: colour for the detector and,
+beside it, the grey the recogniser reads, so that a page reads exactly as
+EasyOCR's `readtext` reads the file it came from. A plain RGB array is taken
+too, its grey made from its colour.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import threading
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .images.crop import padded_margin
-from .images.planes import as_planes, colour, grey
-from .metrics import ENGINE_LOAD_SECONDS, OCR_SECONDS
-from .ocr.ink import Area, cut_neighbours, ink_mask, line_box, one_line
-from .ocr.lines import TextLine, to_text_line
-from .ocr.reader import reader_factory
+from .images.crop import Crop
+from .ocr.lines import TextLine
+from .ocr.local import LocalEngine
 
 if TYPE_CHECKING:
-    import easyocr
-
     from .settings import Settings
-
-log = logging.getLogger(__name__)
 
 
 class Engine(Protocol):
-    """What the predictor needs of an engine: this process's threads, or a Ray pool."""
+    """What the predictor needs of an engine: this process's threads, or a Ray pool.
 
+    `recogniser`: a recogniser weights file to read with instead of the
+    stock one (a model fine-tuned for one project); None for the stock one.
+    """
+
+    name: str  # of the OCR library: "EasyOCR"
+    version: str  # of the OCR library: "1.7.2"
     languages: tuple[str, ...]
     device: str
     threads: int  # images read at once: the predictor decodes this many (+2) ahead
     seconds_per_image: float
 
-    async def read(self, image: np.ndarray) -> list[TextLine]: ...
+    async def read(self, image: np.ndarray, recogniser: Path | None = None) -> list[TextLine]:
+        """Every line of text in a page (images/planes.py's layout, or RGB)."""
+        ...
 
-    async def read_region(self, crop: np.ndarray) -> list[TextLine]: ...
-
-    def read_sync(self, image: np.ndarray) -> list[TextLine]: ...
-
-    def read_region_sync(self, crop: np.ndarray) -> list[TextLine]: ...
+    async def read_region(self, crop: Crop, recogniser: Path | None = None) -> list[TextLine]:
+        """The text in a region a user drew (ocr/drawn.py), lines in crop pixels."""
+        ...
 
     def health(self) -> dict[str, Any]: ...
 
@@ -70,213 +65,7 @@ def load_engine(settings: Settings) -> Engine:
     neither needs it installed nor pays its start-up.
     """
     if settings.ray_address is None:
-        return OcrEngine.load(settings)
+        return LocalEngine.load(settings)
     from .ocr.cluster import ClusterEngine
 
-    return ClusterEngine.load(settings, one_reader_engine)
-
-
-def one_reader_engine(settings: Settings) -> OcrEngine:
-    """The in-process engine of one Ray actor: one thread, torch sized to the actor's CPUs."""
-    import torch
-
-    build_reader, device = reader_factory(settings)
-    if device == "cpu":
-        # reader_factory sizes torch for the whole machine; this actor has only its CPUs.
-        torch.set_num_threads(max(1, int(settings.ray_actor_cpus)))
-    return OcrEngine(
-        build_reader,
-        languages=settings.lang_list,
-        device=device,
-        threads=1,
-        height_ths=settings.height_ths,
-    )
-
-
-class OcrEngine:
-    """One loaded EasyOCR reader and the thread pool that runs it."""
-
-    def __init__(
-        self,
-        build_reader: Callable[[], easyocr.Reader],
-        *,
-        languages: Sequence[str],
-        device: str,
-        threads: int = 1,
-        height_ths: float = 0.5,
-    ) -> None:
-        """Start `threads` OCR threads, each with a reader it builds itself, before returning.
-
-        A reader is only fast in the thread that built it: EasyOCR's quantized
-        recognizer took 4.5 s instead of 0.85 s per page when another thread had
-        built it, which made the service 1.6 times slower than bare EasyOCR.
-        """
-        self.languages = tuple(languages)
-        self.device = device
-        self.threads = threads
-        self.height_ths = height_ths
-        self._build_reader = build_reader
-        self._local = threading.local()
-        self._readers: list[easyocr.Reader] = []
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ocr")
-        # Recent seconds per image, for the queue's Retry-After estimate.
-        self.seconds_per_image = 1.0
-        # Every thread must take one of these jobs: the barrier holds each until all started.
-        ready = threading.Barrier(threads)
-        jobs = [self._pool.submit(self._start_thread, ready) for _ in range(threads)]
-        try:
-            for job in jobs:
-                job.result()
-        except BaseException:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            raise
-
-    def _start_thread(self, ready: threading.Barrier) -> None:
-        try:
-            self._local.reader = self._build_reader()
-        except BaseException:
-            ready.abort()
-            raise
-        self._readers.append(self._local.reader)
-        ready.wait()
-
-    @property
-    def reader(self) -> easyocr.Reader:
-        """This OCR thread's reader; elsewhere (tests, benchmarks) the first one."""
-        return getattr(self._local, "reader", None) or self._readers[0]
-
-    @classmethod
-    def load(cls, settings: Settings) -> OcrEngine:
-        """Locate the weights, pick the device, load EasyOCR. Raises StartupError."""
-        import easyocr
-
-        started = time.perf_counter()
-        build_reader, device = reader_factory(settings)
-        engine = cls(
-            build_reader,
-            languages=settings.lang_list,
-            device=device,
-            threads=settings.threads,
-            height_ths=settings.height_ths,
-        )
-        took = time.perf_counter() - started
-        ENGINE_LOAD_SECONDS.set(took)
-        log.info(
-            "EasyOCR %s loaded: languages %s on %s, %d thread(s), in %.1f s",
-            easyocr.__version__,
-            ",".join(settings.lang_list),
-            device,
-            settings.threads,
-            took,
-        )
-        return engine
-
-    def read_sync(self, image: np.ndarray) -> list[TextLine]:
-        """Detect and read every line of text in a colour+grey or RGB image (blocking).
-
-        What `readtext` does, with the colour and the grey it would have
-        decoded from the file; texts trimmed, empty ones left out.
-        """
-        started = time.perf_counter()
-        found = self._detect_and_recognize(as_planes(image))
-        took = time.perf_counter() - started
-        OCR_SECONDS.observe(took)
-        self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * took
-        return found
-
-    def _detect_and_recognize(self, planes: np.ndarray) -> list[TextLine]:
-        # readtext's own two steps; it would take a colour array for BGR and grey it wrongly.
-        horizontal, free = self.reader.detect(
-            colour(planes), height_ths=self.height_ths, reformat=False
-        )
-        found = self.reader.recognize(grey(planes), horizontal[0], free[0], reformat=False)
-        return _lines(found)
-
-    async def read(self, image: np.ndarray) -> list[TextLine]:
-        """`read_sync` in the engine's thread pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.read_sync, image)
-
-    def read_region_sync(self, crop: np.ndarray) -> list[TextLine]:
-        """Read the text in a small crop a user drew, colour+grey or RGB (blocking).
-
-        A crop that holds one line of text is recognised whole: detection
-        would cost several times what recognition does (bench/interactive.py).
-        Anything else goes through detection, which splits it into lines;
-        when that finds nothing in a crop that is not blank (a lone character
-        under its size limit), the crop is recognised whole after all. Either
-        way, pieces of neighbouring lines the box's edge cut through are left
-        out (ocr/ink.py).
-        """
-        planes = as_planes(crop)
-        ink = ink_mask(grey(planes))
-        if not ink.any():
-            return []
-        drawn = _drawn_area(planes)
-        rows = one_line(ink, drawn)
-        if rows is not None:
-            return self._recognize(planes, line_box(ink, rows, drawn))
-        lines = self.read_sync(planes)
-        if not lines:
-            return self._recognize(planes, line_box(ink, slice(None), drawn))
-        cut = cut_neighbours([_bounds(line) for line in lines], drawn)
-        return [line for line, neighbour in zip(lines, cut, strict=True) if not neighbour]
-
-    def _recognize(self, planes: np.ndarray, box: tuple[int, int, int, int]) -> list[TextLine]:
-        """Recognise what is in `box` ([left, right, top, bottom]) as one line."""
-        found = self.reader.recognize(
-            grey(planes), horizontal_list=[list(box)], free_list=[], reformat=False
-        )
-        return _lines(found)
-
-    async def read_region(self, crop: np.ndarray) -> list[TextLine]:
-        """`read_region_sync` in the engine's thread pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self.read_region_sync, crop)
-
-    def health(self) -> dict[str, Any]:
-        """Nothing to add to /health: this process's threads are up while it runs."""
-        return {}
-
-    async def ready(self) -> None:
-        """This process's threads can always read."""
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _lines(found: list[tuple[Any, Any, Any]]) -> list[TextLine]:
-    """EasyOCR's `(box, text, score)` triples as TextLines, texts trimmed, empty ones left out."""
-    lines = (to_text_line(box, str(text).strip(), score) for box, text, score in found)
-    return [line for line in lines if line.text]
-
-
-def _drawn_area(planes: np.ndarray) -> Area:
-    """The part of a padded crop that the user drew: inside its margin of one flat colour.
-
-    images/crop.py pads a region with a margin of exactly its paper colour, as
-    wide as its size says (`padded_margin`). A crop without such a margin is
-    taken to be drawn inside whatever flat frame it has: of an unpadded crop,
-    about all of it.
-    """
-    same = (planes == planes[:1, :1]).all(axis=2)
-    margin = padded_margin(planes.shape)
-    if margin is not None:
-        height, width = same.shape
-        frame = np.ones_like(same)
-        frame[margin : height - margin, margin : width - margin] = False
-        if same[frame].all():
-            return Area(margin, height - margin, margin, width - margin)
-    rows, columns = _inner(same.all(axis=1)), _inner(same.all(axis=0))
-    return Area(rows[0], rows[1], columns[0], columns[1])
-
-
-def _inner(flat: np.ndarray) -> tuple[int, int]:
-    if flat.all():
-        return 0, len(flat)
-    return int(np.argmin(flat)), len(flat) - int(np.argmin(flat[::-1]))
-
-
-def _bounds(line: TextLine) -> tuple[float, float, float, float]:
-    xs, ys = [x for x, _ in line.polygon], [y for _, y in line.polygon]
-    return min(xs), max(xs), min(ys), max(ys)
+    return ClusterEngine.load(settings)

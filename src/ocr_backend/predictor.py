@@ -1,11 +1,11 @@
-"""Tasks + context -> one prediction per task, in task order.
+"""One task -> its prediction: every line of its page(s), or the regions a user just drew.
 
-`Predictor.predict` is the one entry point: it decides between reading the
-whole page and reading only the regions a user just drew (interactive
-pre-annotation). Images are fetched and decoded concurrently while the
-engine reads the ones already in hand; a bounded number of images is held at
-once, across all requests, so neither a request of 100 tasks nor 100
-requests of one task decode 100 images into memory together.
+The route decides which (http/routes.py): drawn regions are read here and
+now (`Predictor.read_drawn`); whole pages go through the job queue (jobs/),
+whose runner calls `Predictor.read_page`. Images are fetched and decoded
+concurrently while the engine reads the ones already in hand; a bounded
+number of images is held at once, across all requests, so neither a job of
+100 tasks nor 100 requests of one task decode 100 images into memory together.
 
 A multi-page task (`<Image valueList="$pages">`) is read page by page through
 the same bound: each page is one image, and each region names its page with
@@ -24,29 +24,28 @@ from typing import Any
 
 import numpy as np
 
-from .convert import lines_to_regions
+from .convert import page_prediction
 from .engine import Engine
-from .errors import RequestError, TaskError, TooManyPages, TooManyRegions
+from .errors import RequestError, TaskError, TooManyPages
 from .images.cache import ImageCache
-from .images.crop import crop_region, region_bounds, within
+from .images.crop import Crop, crop_region, region_bounds, within
 from .images.decode import PDF_ADVICE, decode_page
 from .images.fetch import describe, names_a_pdf
-from .jobs.priority import Priority, PriorityGate
 from .label_studio.config import OcrTargets
-from .label_studio.regions import DrawnRegion, drawn_regions, reading_order, region_items
+from .label_studio.regions import DrawnRegion, reading_order, region_items
 from .label_studio.schemas import NotPredicted, Prediction, Task
 from .label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from .metrics import IMAGES_FAILED, IMAGES_FETCHED
 from .ocr.lines import TextLine, mean_score
+from .priority import Priority, PriorityGate
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def model_version(settings: Settings) -> str:
-    """Changes whenever a setting that changes the output changes, so Label Studio asks again."""
-    import easyocr
-
+def model_version(settings: Settings, engine: Engine) -> str:
+    """Changes whenever the OCR library or a setting that changes the output changes, so
+    Label Studio asks again: `easyocr-1.7.2-en-4cbfbf46`."""
     output_settings = {
         "languages": list(settings.lang_list),
         "score_threshold": settings.score_threshold,
@@ -54,7 +53,8 @@ def model_version(settings: Settings) -> str:
         "label_mappings": settings.label_mappings,
     }
     digest = hashlib.sha256(json.dumps(output_settings, sort_keys=True).encode()).hexdigest()
-    return f"easyocr-{easyocr.__version__}-{'+'.join(settings.lang_list)}-{digest[:8]}"
+    library = f"{engine.name.lower()}-{engine.version}"
+    return f"{library}-{'+'.join(settings.lang_list)}-{digest[:8]}"
 
 
 @dataclass(frozen=True)
@@ -62,13 +62,11 @@ class PredictContext:
     """What one /predict brings beside its tasks.
 
     `label_studio`: where the project's images live and with which token
-    (None: only the settings name Label Studio). `interactive`: Label
-    Studio's `params.context`, holding what the user just drew, if anything.
-    `request_id`: for the log lines about this request's tasks.
+    (None: only the settings name Label Studio). `request_id`: for the log
+    lines about this request's tasks.
     """
 
     label_studio: LabelStudio | None = None
-    interactive: dict[str, Any] | None = None
     request_id: str = "-"
 
 
@@ -79,7 +77,7 @@ class Predictor:
         self.engine = engine
         self.fetcher = fetcher
         self.settings = settings
-        self.model_version = model_version(settings)
+        self.model_version = model_version(settings, engine)
         # The engine's threads plus a couple of images decoded ahead of them, shared by
         # all requests: the memory held stays bounded however many requests wait. People
         # and bulk work each have their own allowance, so an annotator's image is fetched
@@ -89,39 +87,6 @@ class Predictor:
         # In front of the engine itself: a freed thread goes to people before bulk work.
         self.engine_gate = PriorityGate(engine.threads)
         self.image_cache = ImageCache(settings.image_cache_bytes)
-
-    async def predict(
-        self, tasks: Sequence[Task], targets: OcrTargets, context: PredictContext | None = None
-    ) -> list[Prediction | NotPredicted]:
-        """One entry per task, in order: the whole page, or only the regions drawn.
-
-        Read here and now, without a deadline; /predict goes through jobs/ instead.
-        """
-        context = context or PredictContext()
-        drawn = drawn_regions(context.interactive)
-        if drawn is not None:  # interactive: read only what the user just drew
-            if len(drawn) > self.settings.max_regions:
-                raise TooManyRegions(len(drawn), self.settings.max_regions)
-            return [await self._read_drawn(task, targets, drawn, context) for task in tasks]
-        priority = Priority.PEOPLE if len(tasks) == 1 else Priority.BULK
-        return list(
-            await asyncio.gather(
-                *(self._read_page(task, targets, context, priority) for task in tasks)
-            )
-        )
-
-    def is_interactive(self, context: PredictContext) -> bool:
-        return drawn_regions(context.interactive) is not None
-
-    async def _read_page(
-        self, task: Task, targets: OcrTargets, context: PredictContext, priority: Priority
-    ) -> Prediction | NotPredicted:
-        try:
-            return await self.read_page(task, targets, context, priority)
-        except RequestError:
-            raise  # the whole request is refused (a lost cluster: 503), not this task
-        except Exception as exc:  # whatever one task raises is its own error, not the batch's
-            return self.failed(task, exc, context)
 
     async def read_page(
         self,
@@ -141,10 +106,8 @@ class Predictor:
         page, lines = await self._load_and_read(
             lambda: self._load_image(task, targets, context), priority, at_engine
         )
-        kept = self._confident(lines)
         height, width = page.shape[:2]
-        result = lines_to_regions(kept, targets, width, height)
-        return Prediction(result=result, score=mean_score(kept), model_version=self.model_version)
+        return self._prediction([(lines, width, height)], targets)
 
     # -- multi-page tasks: <Image valueList="$pages"> -------------------------------------
 
@@ -173,14 +136,16 @@ class Predictor:
         finally:
             for read in reads:
                 read.cancel()
-        result: list[dict[str, Any]] = []
-        kept_lines: list[TextLine] = []
-        for index, (lines, width, height) in enumerate(pages):
-            kept = self._confident(lines)
-            kept_lines.extend(kept)
-            result.extend(lines_to_regions(kept, targets, width, height, item_index=index))
-        return Prediction(
-            result=result, score=mean_score(kept_lines), model_version=self.model_version
+        return self._prediction(pages, targets)
+
+    def _prediction(
+        self, pages: Sequence[tuple[list[TextLine], int, int]], targets: OcrTargets
+    ) -> Prediction:
+        return page_prediction(
+            pages,
+            targets,
+            score_threshold=self.settings.score_threshold,
+            model_version=self.model_version,
         )
 
     async def _read_one_page(
@@ -218,13 +183,18 @@ class Predictor:
                     at_engine.set()
                 return page, await self.engine.read(page)
 
-    async def _read_drawn(
+    async def read_drawn(
         self,
         task: Task,
         targets: OcrTargets,
         regions: Sequence[DrawnRegion],
         context: PredictContext,
     ) -> Prediction | NotPredicted:
+        """The text inside each region the user drew, as the region's textarea item.
+
+        A task that cannot be read comes back as NotPredicted; a RequestError
+        (a lost cluster: 503) refuses the whole request.
+        """
         result: list[dict[str, Any]] = []
         kept_lines: list[TextLine] = []
         try:
@@ -285,7 +255,7 @@ class Predictor:
         except TaskError as exc:
             raise page_error(exc, index, len(refs)) from None
 
-    async def _read_region(self, crop: np.ndarray) -> list[TextLine]:
+    async def _read_region(self, crop: Crop) -> list[TextLine]:
         async with self.engine_gate.slot(Priority.PEOPLE):
             return await self.engine.read_region(crop)
 
@@ -363,8 +333,9 @@ class Predictor:
             raise TaskError(f"image {describe(ref)}: {exc}", reason=exc.reason) from None
 
 
-def cut(page: np.ndarray, geometry: dict[str, Any]) -> np.ndarray | None:
-    """The region's upright crop, from the part of the page under it only (a view, no copy)."""
+def cut(page: np.ndarray, geometry: dict[str, Any]) -> Crop | None:
+    """The region's upright crop, cut from the part of the page under it only (a view, no
+    copy), with where in the crop the region lies."""
     height, width = page.shape[:2]
     box = region_bounds(geometry, width, height)
     if box is None:

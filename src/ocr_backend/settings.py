@@ -290,10 +290,6 @@ class Settings(BaseSettings):
         """Most actors the pool may grow to: RAY_ACTORS_MAX, or RAY_ACTORS when fixed."""
         return self.ray_actors_max or self.ray_actors
 
-    @property
-    def auth_enabled(self) -> bool:
-        return self.basic_auth_user is not None
-
     @cached_property
     def label_mappings(self) -> dict[str, str]:
         """LABEL_MAPPINGS_FILE's contents, read once: /setup and /predict need it every call."""

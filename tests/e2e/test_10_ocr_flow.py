@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,12 @@ import pytest
 from tests.support.browser import Browser, browser_missing
 from tests.support.label_studio import drawn_rectangle
 
-from .flow import IMAGE_KEY, OcrProject, create_ocr_project, latest_prediction
+from .flow import OcrProject, create_ocr_project, latest_prediction
 from .images import TextImage
 from .labelstudio import LabelStudioApi, LabelStudioServer
 from .ocr_results import (
     GEOMETRY_TYPES,
     all_texts,
-    comparable,
     has_geometry,
     region_labels,
     region_texts,
@@ -97,29 +95,6 @@ def predictions(
     return stored
 
 
-def test_project_uses_stock_ocr_template(ls_api: LabelStudioApi, project: OcrProject) -> None:
-    config = ET.fromstring(ls_api.call("GET", f"/api/projects/{project.id}/")["label_config"])
-    tags = {element.tag for element in config.iter()}
-    assert {"Image", "Labels", "Rectangle", "Polygon", "TextArea"} <= tags
-    assert {label.get("value") for label in config.iter("Label")} == {"Text", "Handwriting"}
-    textarea = next(config.iter("TextArea"))
-    assert textarea.get("perRegion") == "true"
-
-
-def test_tasks_imported_three_ways(
-    ls_api: LabelStudioApi, project: OcrProject, image_server: str
-) -> None:
-    assert sorted(project.kind_by_task.values()) == ["data_uri", "upload", "upload", "url"]
-    for task_id, kind in project.kind_by_task.items():
-        reference = ls_api.task(task_id)["data"][IMAGE_KEY]
-        expected_prefix = {
-            "upload": "/data/upload/",
-            "url": image_server + "/",
-            "data_uri": "data:image/png;base64,",
-        }
-        assert reference.startswith(expected_prefix[kind]), (kind, reference[:80])
-
-
 def test_backend_connects_and_setup_is_answered(
     ls_api: LabelStudioApi,
     backend: dict[str, Any],
@@ -186,22 +161,6 @@ def test_retrieving_again_sends_no_task_twice(
     assert len(service.proxy.calls("/predict")) == before
     for task_id in project.task_ids:
         assert len(ls_api.predictions(task_id)) == 1
-
-
-def test_prediction_becomes_an_annotation(
-    ls_api: LabelStudioApi, project: OcrProject, predictions: dict[int, dict[str, Any]], timings
-) -> None:
-    task_id = project.task_of("url")
-    result = predictions[task_id]["result"]
-    with timings.step("prediction -> annotation (POST /api/tasks/{id}/annotations/)"):
-        created = ls_api.call(
-            "POST",
-            f"/api/tasks/{task_id}/annotations/",
-            json={"result": result, "was_cancelled": False},
-        )
-    stored = ls_api.call("GET", f"/api/annotations/{created['id']}/")
-    assert comparable(stored["result"]) == comparable(result)
-    assert ls_api.task(task_id)["total_annotations"] == 1
 
 
 def test_interactive_annotating_reads_the_line_in_the_rectangle(

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 
 from ocr_backend.api import create_app
-from ocr_backend.engine import OcrEngine
 from ocr_backend.http.lifespan import STATE_KEY, Services
+from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.settings import Settings
 from tests.support.settings import changed
 
@@ -20,7 +20,7 @@ from tests.support.settings import changed
 @contextmanager
 def app_client(
     settings: Settings,
-    engine: OcrEngine,
+    engine: LocalEngine,
     *,
     raise_server_exceptions: bool = True,
     **changes: Any,

@@ -18,6 +18,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -28,9 +29,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..http.logs import configure_logging
+from ..logs import configure_logging
 from ..settings import Settings
 from .serve import load_settings
+
+if TYPE_CHECKING:  # the engine (torch, EasyOCR) is imported only when a run needs it
+    from ..engine import Engine
 
 HELP = "pre-annotate every task of a Label Studio project that lacks this model's prediction"
 
@@ -86,15 +90,16 @@ def run(args: argparse.Namespace) -> int:
     return report(summary, args.project)
 
 
-async def annotate(settings: Settings, engine: object, project: int, console: Console) -> Summary:
+async def annotate(settings: Settings, engine: Engine, project: int, console: Console) -> Summary:
     from ..errors import LabelConfigError, LabelStudioError, TaskError
     from ..images.fetch import new_http_client
-    from ..jobs.priority import Priority
-    from ..label_studio.client import LabelStudioClient
+    from ..jobs.runner import read_bounded
+    from ..label_studio.client import LabelStudioClient, TaskSummary
     from ..label_studio.config import parse_label_config
     from ..label_studio.schemas import Task
     from ..label_studio.storage import LabelStudioImageFetcher
     from ..predictor import PredictContext, Predictor
+    from ..priority import Priority
 
     summary = Summary()
     started = time.monotonic()
@@ -110,7 +115,7 @@ async def annotate(settings: Settings, engine: object, project: int, console: Co
         label_studio = fetcher.connect(None)
         assert label_studio.host is not None
         client = LabelStudioClient(http, label_studio.host, label_studio.auth)
-        predictor = Predictor(engine, fetcher, settings)  # type: ignore[arg-type]
+        predictor = Predictor(engine, fetcher, settings)
         version = predictor.model_version
         try:
             config = (await client.project(project)).get("label_config") or ""
@@ -127,7 +132,6 @@ async def annotate(settings: Settings, engine: object, project: int, console: Co
             summary.fail("project", str(exc))
             return summary
         context = PredictContext(label_studio=label_studio, request_id=f"annotate:{project}")
-        places = asyncio.Semaphore(predictor.images_in_hand)
 
         with Progress(
             TextColumn(f"project {project}"),
@@ -139,38 +143,38 @@ async def annotate(settings: Settings, engine: object, project: int, console: Co
         ) as bar:
             progress = bar.add_task("tasks", total=len(todo), rate="-")
 
-            async def one(summary_task: object) -> None:
+            async def one(summary_task: TaskSummary) -> None:
+                if stopping.is_set():
+                    return
+                task = Task.model_validate(summary_task.raw)
                 try:
-                    if stopping.is_set():
-                        return
-                    task = Task.model_validate(summary_task.raw)  # type: ignore[attr-defined]
-                    try:
-                        prediction = await predictor.read_page(
-                            task, targets, context, Priority.BULK
-                        )
-                        await client.create_prediction(
-                            task.id or 0, prediction.result, prediction.score, version
-                        )
-                        summary.written += 1
-                    except TaskError as exc:
-                        summary.fail(exc.reason, f"task {task.id}: {exc}")
-                    except Exception as exc:  # a bug: counted and shown, the others go on
-                        summary.fail("internal", f"task {task.id}: {type(exc).__name__}: {exc}")
-                    done = summary.written + sum(summary.failed.values())
-                    rate = done / max(0.001, time.monotonic() - started)
-                    bar.update(progress, advance=1, rate=f"{rate:.2f}")
-                finally:
-                    places.release()
+                    prediction = await predictor.read_page(task, targets, context, Priority.BULK)
+                    await client.create_prediction(
+                        task.id or 0, prediction.result, prediction.score, version
+                    )
+                    summary.written += 1
+                except TaskError as exc:
+                    summary.fail(exc.reason, f"task {task.id}: {exc}")
+                except Exception as exc:  # a bug: counted and shown, the others go on
+                    summary.fail("internal", f"task {task.id}: {type(exc).__name__}: {exc}")
+                done = summary.written + sum(summary.failed.values())
+                rate = done / max(0.001, time.monotonic() - started)
+                bar.update(progress, advance=1, rate=f"{rate:.2f}")
 
             running: set[asyncio.Task[None]] = set()
-            for item in todo:
-                await places.acquire()
-                if stopping.is_set():
-                    places.release()
-                    break
-                job = asyncio.create_task(one(item))
+            waiting = iter(todo)
+
+            async def claim() -> TaskSummary | None:
+                return next(waiting, None)
+
+            def start(summary_task: TaskSummary) -> asyncio.Task[None]:
+                job = asyncio.create_task(one(summary_task))
                 running.add(job)
                 job.add_done_callback(running.discard)
+                return job
+
+            # The runner's loop: as many images in hand as the service holds, no more.
+            await read_bounded(claim, start, capacity=predictor.images_in_hand, stopping=stopping)
             # Images in flight finish and are written; nothing new starts after a stop.
             with contextlib.suppress(Exception):
                 await asyncio.gather(*running)

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the engine's imports cost seconds: only when the command runs
     from ..documents.batch import ConvertOptions, DocumentResult
     from ..documents.pdf import PdfFile
-    from ..engine import OcrEngine
     from ..errors import DocumentError
+    from ..ocr.local import LocalEngine
 
 HELP = (
     "render PDFs page by page into images and write a Label Studio import file, "
@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from ..documents.batch import ConvertOptions, open_pdfs
     from ..documents.tasks import DOCUMENT_LABEL_CONFIG, PageUrls
     from ..errors import LabelConfigError, StartupError
-    from ..http.logs import configure_logging
     from ..label_studio.config import parse_label_config
+    from ..logs import configure_logging
     from .serve import load_settings
 
     settings = load_settings()
@@ -116,14 +116,14 @@ def run(args: argparse.Namespace) -> int:
         # What EasyOCR's CPU quantization says on every start means nothing to the user here.
         warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
         warnings.filterwarnings("ignore", "'pin_memory' argument is set as true", UserWarning)
-        from ..engine import OcrEngine
+        from ..ocr.local import LocalEngine
         from ..predictor import model_version as version_of
 
         try:
-            engine = OcrEngine.load(settings)
+            engine = LocalEngine.load(settings)
         except StartupError as exc:
             return _fail(str(exc))
-        model_version = version_of(settings)
+        model_version = version_of(settings, engine)
     options = ConvertOptions(
         out=out,
         dpi=args.dpi,
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
 def _with_progress(
     opened: list[tuple[Path, PdfFile | DocumentError]],
     options: ConvertOptions,
-    engine: OcrEngine | None,
+    engine: LocalEngine | None,
     total: int,
 ) -> list[DocumentResult]:
     """Convert, with a progress bar of pages on stderr."""

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if settings is None:
         return 2
-    from ..http.logs import configure_logging
+    from ..logs import configure_logging
 
     configure_logging(settings.log_level)
     if settings.workers > 1:

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..convert import lines_to_regions
-from ..engine import OcrEngine
+from ..convert import page_prediction
+from ..engine import Engine
 from ..errors import DocumentError
 from ..label_studio.config import OcrTargets
-from ..ocr.lines import TextLine, mean_score
+from ..ocr.lines import TextLine
 from .pdf import PdfFile
 from .tasks import PageUrls, document_task
 
@@ -64,7 +64,7 @@ def open_pdfs(paths: Sequence[Path]) -> list[tuple[Path, PdfFile | DocumentError
 async def convert_documents(
     pdfs: Sequence[tuple[Path, PdfFile | DocumentError]],
     options: ConvertOptions,
-    engine: OcrEngine | None = None,
+    engine: Engine | None = None,
     on_page: Callable[[], None] = lambda: None,
 ) -> list[DocumentResult]:
     """One result per PDF, in order; `on_page` is called as each page is done."""
@@ -88,7 +88,7 @@ async def _convert_one(
     pdf: PdfFile,
     folder: Path,
     options: ConvertOptions,
-    engine: OcrEngine | None,
+    engine: Engine | None,
     on_page: Callable[[], None],
     pdfium_thread: ThreadPoolExecutor,
 ) -> DocumentResult:
@@ -151,16 +151,17 @@ def _prediction(
     pages: Sequence[tuple[list[TextLine], int, int]], options: ConvertOptions
 ) -> dict[str, Any]:
     """The document's prediction, as /predict would answer it for the same pages."""
-    items: list[dict[str, Any]] = []
-    kept_lines: list[TextLine] = []
-    for index, (lines, width, height) in enumerate(pages):
-        kept = [line for line in lines if line.score >= options.score_threshold]
-        kept_lines.extend(kept)
-        items.extend(lines_to_regions(kept, options.targets, width, height, item_index=index))
+    assert options.model_version is not None  # set whenever an engine reads
+    prediction = page_prediction(
+        pages,
+        options.targets,
+        score_threshold=options.score_threshold,
+        model_version=options.model_version,
+    )
     return {
-        "model_version": options.model_version,
-        "score": mean_score(kept_lines),
-        "result": items,
+        "model_version": prediction.model_version,
+        "score": prediction.score,
+        "result": prediction.result,
     }
 
 

@@ -44,16 +44,18 @@ async def get_predictor(services: ServicesDep) -> Predictor:
     return services.predictor
 
 
-async def get_queue(services: ServicesDep) -> AdmissionQueue:
-    return services.queue
+async def get_admission(services: ServicesDep) -> AdmissionQueue:
+    """The images in hand now, against MAX_QUEUE: what a person's /predict is admitted by."""
+    return services.admission
 
 
 async def get_projects(services: ServicesDep) -> ProjectStore:
     return services.projects
 
 
-async def get_jobs(services: ServicesDep) -> QueuedPredictions:
-    return services.jobs
+async def get_queued_predictions(services: ServicesDep) -> QueuedPredictions:
+    """/predict's way through the job queue on disk."""
+    return services.queued
 
 
 async def get_job_store(services: ServicesDep) -> JobStore:
@@ -61,11 +63,11 @@ async def get_job_store(services: ServicesDep) -> JobStore:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-JobsDep = Annotated[QueuedPredictions, Depends(get_jobs)]
+QueuedPredictionsDep = Annotated[QueuedPredictions, Depends(get_queued_predictions)]
 JobStoreDep = Annotated[JobStore, Depends(get_job_store)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
-QueueDep = Annotated[AdmissionQueue, Depends(get_queue)]
+AdmissionDep = Annotated[AdmissionQueue, Depends(get_admission)]
 ProjectsDep = Annotated[ProjectStore, Depends(get_projects)]
 
 

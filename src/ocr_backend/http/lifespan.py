@@ -23,7 +23,7 @@ from ..images.fetch import new_http_client
 from ..jobs.answers import QueuedPredictions
 from ..jobs.database import JOBS_DIR
 from ..jobs.runner import JobRunner
-from ..jobs.store import JobStore
+from ..jobs.store import NO_PROJECT, JobStore
 from ..label_studio.projects import STORE_DIR, ProjectStore
 from ..label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from ..predictor import Predictor
@@ -43,10 +43,10 @@ class Services:
     engine: Engine
     predictor: Predictor
     fetcher: LabelStudioImageFetcher
-    queue: AdmissionQueue
+    admission: AdmissionQueue  # images in hand now, against MAX_QUEUE
     projects: ProjectStore
     job_store: JobStore
-    jobs: QueuedPredictions
+    queued: QueuedPredictions  # /predict through the job queue on disk
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[dict[str, Services]]]
@@ -75,7 +75,7 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
             )
 
             def connect(project: str) -> LabelStudio:
-                return fetcher.connect(projects.load(None if project == "-" else project))
+                return fetcher.connect(projects.load(None if project == NO_PROJECT else project))
 
             predictor = Predictor(ocr, fetcher, settings)
             job_store = JobStore(settings.model_dir / JOBS_DIR)
@@ -92,14 +92,14 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
                 engine=ocr,
                 predictor=predictor,
                 fetcher=fetcher,
-                queue=AdmissionQueue(
+                admission=AdmissionQueue(
                     settings.max_queue,
                     seconds_per_image=lambda: ocr.seconds_per_image,
                     threads=ocr.threads,
                 ),
                 projects=projects,
                 job_store=job_store,
-                jobs=QueuedPredictions(job_store, runner, predictor.model_version),
+                queued=QueuedPredictions(job_store, runner, predictor.model_version),
             )
             await runner.start()
             try:

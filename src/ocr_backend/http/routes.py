@@ -10,7 +10,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Body, HTTPException, Response
 
 from .. import __version__, metrics
-from ..errors import LabelConfigError, LabelConfigTooLarge
+from ..errors import LabelConfigError, LabelConfigTooLarge, TooManyRegions
 from ..label_studio.config import OcrTargets, parse_label_config
 from ..label_studio.projects import ProjectSetup
 from ..label_studio.regions import drawn_regions
@@ -25,16 +25,17 @@ from ..label_studio.schemas import (
     WebhookResponse,
 )
 from ..predictor import PredictContext, check_pages, images_to_read
+from ..priority import Priority, priority_of
 from ..settings import Settings
 from .deps import (
+    AdmissionDep,
     EngineDep,
-    JobsDep,
     LabelStudioDep,
     PredictorDep,
     PredictRequestDep,
     ProjectsDep,
     ProjectSetupDep,
-    QueueDep,
+    QueuedPredictionsDep,
     RequestContextDep,
     SettingsDep,
 )
@@ -82,7 +83,7 @@ async def health(engine: EngineDep, predictor: PredictorDep) -> dict[str, Any]:
     # says "degraded"; its requests are answered by the actors left, or 503.
     return {
         "status": "UP",
-        "model_class": "EasyOCR",
+        "model_class": engine.name,
         "device": engine.device,
         "languages": list(engine.languages),
         "model_version": predictor.model_version,
@@ -153,8 +154,8 @@ async def predict(
     label_studio: LabelStudioDep,
     settings: SettingsDep,
     predictor: PredictorDep,
-    queue: QueueDep,
-    jobs: JobsDep,
+    admission: AdmissionDep,
+    queued: QueuedPredictionsDep,
     log_context: RequestContextDep,
 ) -> PredictResponse:
     """Read every line of text in each task's image: one region per line.
@@ -178,26 +179,28 @@ async def predict(
         targets = await targets_for(config, settings)
     except LabelConfigError as exc:
         raise HTTPException(status_code=422, detail=f"label_config: {exc}") from None
-    context = PredictContext(
-        label_studio=label_studio,
-        interactive=body.params.context if body.params else None,
-        request_id=log_context.id,
-    )
+    context = PredictContext(label_studio=label_studio, request_id=log_context.id)
     check_pages(body.tasks, targets, settings)  # TooManyPages: 413, see handlers.py
+    drawn = drawn_regions(body.params.context if body.params else None)
     # Every page of a multi-page task is one image in the queue, as a task's image is;
-    # with a region drawn, only the pages drawn on.
-    images = images_to_read(body.tasks, targets, drawn_regions(context.interactive))
+    # with regions drawn, only the pages drawn on.
+    images = images_to_read(body.tasks, targets, drawn)
     await predictor.engine.ready()  # a lost Ray cluster: 503 now, not work queued for nothing
-    if predictor.is_interactive(context):
-        # QueueFull and TooManyTasks: see handlers.py
-        with queue.admit(images, pages=targets.multi_page):
-            results = await predictor.predict(body.tasks, targets, context)
+    if drawn is not None:
+        # Interactive: read only what the user just drew, here and now, ahead of bulk work.
+        # QueueFull, TooManyTasks and TooManyRegions: see handlers.py
+        with admission.admit(images, pages=targets.multi_page):
+            if len(drawn) > settings.max_regions:
+                raise TooManyRegions(len(drawn), settings.max_regions)
+            results = [
+                await predictor.read_drawn(task, targets, drawn, context) for task in body.tasks
+            ]
     else:
-        # One task: someone is waiting for it on screen, so it is bounded by the queue and
-        # goes ahead of bulk work. More: any number, waiting on disk, not in memory.
-        one_task = len(body.tasks) == 1
-        with queue.admit(images, pages=targets.multi_page) if one_task else nullcontext():
-            results, summary = await jobs.predict(
+        # A person waiting for one task is bounded by the admission queue and goes ahead of
+        # bulk work. More tasks: any number, waiting on disk, not in memory.
+        person = priority_of(body.tasks) is Priority.PEOPLE
+        with admission.admit(images, pages=targets.multi_page) if person else nullcontext():
+            results, summary = await queued.predict(
                 body.tasks,
                 project=body.project,
                 label_config=config,

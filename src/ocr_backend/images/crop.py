@@ -12,13 +12,19 @@ around white text on a blue sign a white frame is darker than nothing, it
 is more ink than the letters, and the recogniser read it as `E...|`. Pure
 functions over numpy arrays of any number of planes (RGB, or images/planes.py's
 colour and grey), no I/O.
+
+A crop says where in it the user's region lies (`Crop.drawn`): on plain
+paper the margin and the box's own blank edge look the same, and the drawn
+edge tells a neighbour's line the box cut through from the line it was
+drawn around (ocr/drawn.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -29,14 +35,31 @@ MIN_SIDE_PX = 2.0  # a region thinner than this holds no text
 FAR_PERCENT = 100_000.0
 
 
-def crop_region(image: np.ndarray, value: Mapping[str, Any]) -> np.ndarray | None:
+class Area(NamedTuple):
+    """Rows top..bottom and columns left..right of a crop (ends exclusive)."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A region cut out upright with a margin of its paper colour, and where it was drawn."""
+
+    image: np.ndarray  # the padded upright crop: images/planes.py's layout, or RGB
+    drawn: Area  # where in `image` the user's region lies
+
+
+def crop_region(image: np.ndarray, value: Mapping[str, Any]) -> Crop | None:
     """The padded upright crop of a rectangle or polygon value; None when it holds no pixels."""
     if "points" in value:
         return crop_polygon(image, value["points"])
     return crop_rectangle(image, value)
 
 
-def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> np.ndarray | None:
+def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> Crop | None:
     height, width = image.shape[:2]
     x = _percent(value["x"]) / 100 * width
     y = _percent(value["y"]) / 100 * height
@@ -84,7 +107,7 @@ def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> np.ndarray | 
     return pad(upright, inside.astype(bool))
 
 
-def crop_polygon(image: np.ndarray, points: Sequence[Sequence[float]]) -> np.ndarray | None:
+def crop_polygon(image: np.ndarray, points: Sequence[Sequence[float]]) -> Crop | None:
     height, width = image.shape[:2]
     corners = [(_percent(px) / 100 * width, _percent(py) / 100 * height) for px, py in points]
     if len(corners) < 3 or not _overlaps(corners, width, height):
@@ -104,7 +127,7 @@ def crop_polygon(image: np.ndarray, points: Sequence[Sequence[float]]) -> np.nda
     return pad(box, inside.astype(bool))
 
 
-def pad(crop: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
+def pad(crop: np.ndarray, inside: np.ndarray | None = None) -> Crop:
     """The crop with a margin, and what is not `inside` the region, in its paper colour.
 
     The margin lets text touching the region's edge still be found and read
@@ -120,7 +143,7 @@ def pad(crop: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
     painted[~inside] = paper
     margin = _margin(min(crop.shape[:2]))
     planes = 1 if crop.ndim == 2 else crop.shape[2]
-    return cv2.copyMakeBorder(
+    padded = cv2.copyMakeBorder(
         painted,
         margin,
         margin,
@@ -129,21 +152,12 @@ def pad(crop: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
         cv2.BORDER_CONSTANT,
         value=[float(v) for v in np.broadcast_to(paper, (planes,))],
     )
+    height, width = crop.shape[:2]
+    return Crop(padded, Area(margin, margin + height, margin, margin + width))
 
 
 def _margin(shorter_side: int) -> int:
     return min(32, max(8, round(shorter_side * 0.35)))
-
-
-def padded_margin(shape: tuple[int, ...]) -> int | None:
-    """The margin `pad` gave a crop of this (padded) shape; None when no crop `pad` makes
-    has it. Where the user's box ends is then known even on plain paper, where the
-    margin and the box's own blank edge look the same."""
-    shorter = min(shape[:2])
-    for margin in range(8, 33):
-        if shorter - 2 * margin > 0 and _margin(shorter - 2 * margin) == margin:
-            return margin
-    return None
 
 
 def _percent(value: Any) -> float:

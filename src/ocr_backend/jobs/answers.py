@@ -18,12 +18,13 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..label_studio.config import config_digest
 from ..label_studio.schemas import NotPredicted, Prediction, Task
 from ..label_studio.storage import LabelStudio
 from ..metrics import JOB_ANSWER_ITEMS
-from .priority import Priority
+from ..priority import priority_of
 from .runner import POLL_S, JobRunner
-from .store import Entry, JobStore, Outcome
+from .store import NO_PROJECT, Delivery, Entry, JobStore, Outcome, State
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,8 @@ class QueuedPredictions:
         if project is not None:
             # SQLite keeps UTF-8: a lone surrogate a client sent is kept escaped, as text.
             project = project.encode("utf-8", "backslashreplace").decode("utf-8")
-        scope = project or "-"
-        digest = hashlib.sha256(label_config.encode()).hexdigest()
+        scope = project or NO_PROJECT
+        digest = config_digest(label_config)
         entries = [
             Entry(
                 key=task_key(scope, task, self.model_version),
@@ -110,7 +111,7 @@ class QueuedPredictions:
             for task in tasks
         ]
         keys = [entry.key for entry in entries]
-        priority = Priority.PEOPLE if len(tasks) == 1 else Priority.BULK
+        priority = priority_of(tasks)
         # Background writers hold back until then (wall clock: other processes read it).
         wanted_until = time.time() + max(0.0, deadline - time.monotonic()) + 1.0
         queued = await self.store.run(
@@ -138,7 +139,7 @@ class QueuedPredictions:
             return Prediction(
                 result=outcome.result or [], score=outcome.score or 0.0, model_version=version
             )
-        if outcome is not None and outcome.state == "failed":
+        if outcome is not None and outcome.state is State.FAILED:
             JOB_ANSWER_ITEMS.labels("failed").inc()
             return NotPredicted(
                 model_version=version,
@@ -146,11 +147,11 @@ class QueuedPredictions:
                 reason=outcome.reason or "failed",
                 error=outcome.error or "failed",
             )
-        if outcome is not None and outcome.state == "done":
+        if outcome is not None and outcome.state is State.DONE:
             JOB_ANSWER_ITEMS.labels("delivered").inc()
             how = (
                 f"given in the answer to request {outcome.delivered_to}"
-                if outcome.delivery == "answered"
+                if outcome.delivery is Delivery.ANSWERED
                 else "written to Label Studio through its API"
             )
             return NotPredicted(

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..metrics import JOB_IMAGES_PER_SECOND, JOB_SECONDS_LEFT, JOB_TASKS
-from .store import JobStore
+from .store import Delivery, JobStore, State
 
 log = logging.getLogger("ocr_backend.jobs")
 
@@ -76,27 +76,21 @@ def job_progress(
     """
     now = time.time()
     jobs: dict[str, JobProgress] = {}
-    for row in store.rows(
-        "SELECT project, state, delivery, reason, COUNT(*) AS n, MIN(created_at) AS first "
-        "FROM tasks WHERE created_at > ? OR state IN ('queued', 'reading') "
-        "OR (state = 'done' AND delivery IS NULL) GROUP BY project, state, delivery, reason",
-        (now - SHOWN_S,),
-    ):
-        job = jobs.setdefault(row["project"], JobProgress(project=row["project"]))
-        n = int(row["n"])
-        job.started_at = min(job.started_at or row["first"], row["first"])
-        state, delivery = row["state"], row["delivery"]
-        if state == "queued":
+    for count in store.counts(since=now - SHOWN_S):
+        job = jobs.setdefault(count.project, JobProgress(project=count.project))
+        n = count.tasks
+        job.started_at = min(job.started_at or count.first_created, count.first_created)
+        if count.state is State.QUEUED:
             job.queued += n
-        elif state == "reading":
+        elif count.state is State.READING:
             job.reading += n
-        elif state == "failed":
+        elif count.state is State.FAILED:
             job.failed += n
-            reason = row["reason"] or "unknown"
+            reason = count.reason or "unknown"
             job.failures[reason] = job.failures.get(reason, 0) + n
-        elif delivery == "answered":
+        elif count.delivery is Delivery.ANSWERED:
             job.answered += n
-        elif delivery == "written":
+        elif count.delivery is Delivery.WRITTEN:
             job.written += n
         else:
             job.done_waiting += n
@@ -106,25 +100,9 @@ def job_progress(
     )
     shown = ranked[:JOBS_SHOWN]
     for job in shown:
-        job.failure_examples = [
-            row["error"]
-            for row in store.rows(
-                "SELECT DISTINCT error FROM tasks WHERE project = ? AND state = 'failed' LIMIT ?",
-                (job.project, REASONS_SHOWN),
-            )
-        ]
-        job.not_written = [
-            row["write_error"]
-            for row in store.rows(
-                "SELECT DISTINCT write_error FROM tasks WHERE project = ? AND state = 'done' "
-                "AND delivery IS NULL AND write_error IS NOT NULL LIMIT ?",
-                (job.project, REASONS_SHOWN),
-            )
-        ]
-        (recent, first_start) = store.rows(
-            "SELECT COUNT(*), MIN(started_at) FROM tasks WHERE project = ? AND finished_at > ?",
-            (job.project, now - RATE_WINDOW_S),
-        )[0]
+        job.failure_examples = store.failure_examples(job.project, REASONS_SHOWN)
+        job.not_written = store.write_errors(job.project, REASONS_SHOWN)
+        recent, first_start = store.finished_since(job.project, now - RATE_WINDOW_S)
         if recent and first_start:
             window = max(1.0, min(RATE_WINDOW_S, now - first_start))
             job.images_per_second = round(recent / window, 3)

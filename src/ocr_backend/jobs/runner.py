@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 
@@ -43,6 +43,40 @@ STOP_GRACE_S = 25.0  # within uvicorn's 30 s graceful shutdown
 # Rows delivered or failed longer ago are dropped: as long as /jobs shows a finished job.
 KEEP_DELIVERED_S = 24 * 3600.0
 PRUNE_S = 600.0  # how often: 40 requests a second apart can be many rows
+
+
+T = TypeVar("T")
+
+
+async def read_bounded(
+    claim: Callable[[], Awaitable[T | None]],
+    start: Callable[[T], asyncio.Task[None]],
+    *,
+    capacity: int,
+    stopping: asyncio.Event,
+    idle: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Claim work and start reading it, at most `capacity` reads under way, until `stopping`.
+
+    `claim` gives the next piece of work, or None when there is none now:
+    `idle` then waits for more (without it there is no more, and the loop
+    ends). `start` starts reading one piece and hands back its task; the
+    reads started go on after the loop ends, for the caller to finish or put back.
+    """
+    places = asyncio.Semaphore(capacity)
+    while not stopping.is_set():
+        await places.acquire()
+        if stopping.is_set():
+            places.release()
+            return
+        claimed = await claim()
+        if claimed is None:
+            places.release()
+            if idle is None:
+                return
+            await idle()
+            continue
+        start(claimed).add_done_callback(lambda _: places.release())
 
 
 class Changed:
@@ -84,7 +118,6 @@ class JobRunner:
         # Reads under way, each with whether the engine has started on it.
         self._reads: dict[asyncio.Task[None], asyncio.Event] = {}
         self._in_hand: set[str] = set()  # the keys of the reads under way
-        self._targets: dict[str, OcrTargets | LabelConfigError] = {}
         self._write_errors: dict[str, str] = {}  # per project, the last one logged
 
     async def start(self) -> None:
@@ -135,26 +168,27 @@ class JobRunner:
     # -- reading ------------------------------------------------------------------------
 
     async def _read_loop(self, *, most_urgent_only: bool) -> None:
-        places = asyncio.Semaphore(self.capacity)
-        while not self.stopping.is_set():
-            await places.acquire()
-            if self.stopping.is_set():
-                places.release()
-                return
+        async def claim() -> Claimed | None:
             try:
-                claimed = await self.store.run(self.store.claim_next, most_urgent_only)
+                return await self.store.run(self.store.claim_next, most_urgent_only)
             except Exception:
                 log.exception("cannot claim work from the job queue %s", self.store.path)
-                claimed = None
-            if claimed is None:
-                places.release()
-                await self.work.wait(POLL_S)
-                continue
-            at_engine = asyncio.Event()
-            read = asyncio.create_task(self._read(claimed, at_engine))
-            self._reads[read] = at_engine
-            read.add_done_callback(lambda done: self._reads.pop(done, None))
-            read.add_done_callback(lambda _: places.release())
+                return None
+
+        await read_bounded(
+            claim,
+            self._start_read,
+            capacity=self.capacity,
+            stopping=self.stopping,
+            idle=lambda: self.work.wait(POLL_S),
+        )
+
+    def _start_read(self, claimed: Claimed) -> asyncio.Task[None]:
+        at_engine = asyncio.Event()
+        read = asyncio.create_task(self._read(claimed, at_engine))
+        self._reads[read] = at_engine
+        read.add_done_callback(lambda done: self._reads.pop(done, None))
+        return read
 
     async def _read(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
         self._in_hand.add(claimed.key)
@@ -197,17 +231,10 @@ class JobRunner:
         self.changed.notify()
 
     def _targets_for(self, label_config: str) -> OcrTargets:
-        digest = hashlib.sha256(label_config.encode()).hexdigest()
-        targets = self._targets.get(digest)
-        if targets is None:
-            try:
-                targets = parse_label_config(label_config, self.predictor.settings.label_mappings)
-            except LabelConfigError as exc:
-                targets = exc
-            self._targets[digest] = targets
-        if isinstance(targets, LabelConfigError):
-            raise TaskError(f"label config: {targets}", reason="label_config")
-        return targets
+        try:
+            return parse_label_config(label_config, self.predictor.settings.label_mappings)
+        except LabelConfigError as exc:
+            raise TaskError(f"label config: {exc}", reason="label_config") from None
 
     # -- writing ------------------------------------------------------------------------
 

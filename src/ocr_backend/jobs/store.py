@@ -29,13 +29,37 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..priority import Priority
 from .database import FILE_NAME, open_database
-from .priority import Priority
 
 T = TypeVar("T")
+
+
+class State(StrEnum):
+    """Where a task is in its reading (the `state` column; the SQL below spells the values)."""
+
+    QUEUED = "queued"
+    READING = "reading"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Delivery(StrEnum):
+    """Where a read task's result went (the `delivery` column; NULL: nowhere yet)."""
+
+    ANSWERED = "answered"  # given in a /predict answer
+    WRITING = "writing"  # being written to Label Studio through its API
+    WRITTEN = "written"  # written through the API
+    UNSURE = "unsure"  # a write cut short by a stop: Label Studio may hold it already
+
+
+# The project of a request that names none (a client other than Label Studio): its tasks
+# are queued apart, and written with the settings' Label Studio only.
+NO_PROJECT = "-"
 
 # A result written through the API this recently is not answered again: the request
 # asking for it was most likely sent before Label Studio stored the written one.
@@ -116,8 +140,8 @@ class Claimed:
 class Outcome:
     """What an answer says about one task, as the row stood when the answer claimed it."""
 
-    state: str
-    delivery: str | None
+    state: State
+    delivery: Delivery | None
     result: list[dict[str, Any]] | None = None
     score: float | None = None
     reason: str | None = None
@@ -156,10 +180,6 @@ class JobStore:
     async def run(self, call: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, call, *args)
-
-    def call(self, call: Callable[..., T], *args: Any) -> T:
-        """Run a step from plain (non-async) code, on the store's thread too."""
-        return self._thread.submit(call, *args).result()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -312,9 +332,10 @@ class JobStore:
                             "delivered_to = ? WHERE key = ?",
                             (now, answer, row["key"]),
                         )
+                    delivered = Delivery(row["delivery"]) if row["delivery"] else None
                     outcomes[row["key"]] = Outcome(
-                        state=row["state"],
-                        delivery="answered" if mine else row["delivery"],
+                        state=State(row["state"]),
+                        delivery=Delivery.ANSWERED if mine else delivered,
                         result=json.loads(row["result"]) if row["result"] else None,
                         score=row["score"],
                         reason=row["reason"],
@@ -529,9 +550,70 @@ class JobStore:
 
         return self._transaction(body)
 
-    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        """A read-only query, for progress and tests."""
-        return self.db.execute(sql, params).fetchall()
+    # -- progress (jobs/progress.py) -----------------------------------------------------
+
+    def counts(self, since: float) -> list[Count]:
+        """Tasks by project, state, delivery and failure reason: those created since
+        `since`, and every one still queued, being read, or waiting to be delivered."""
+        return [
+            Count(
+                project=row["project"],
+                state=State(row["state"]),
+                delivery=Delivery(row["delivery"]) if row["delivery"] else None,
+                reason=row["reason"],
+                tasks=int(row["n"]),
+                first_created=row["first"],
+            )
+            for row in self.db.execute(
+                "SELECT project, state, delivery, reason, COUNT(*) AS n, "
+                "MIN(created_at) AS first FROM tasks WHERE created_at > ? "
+                "OR state IN ('queued', 'reading') OR (state = 'done' AND delivery IS NULL) "
+                "GROUP BY project, state, delivery, reason",
+                (since,),
+            )
+        ]
+
+    def failure_examples(self, project: str, limit: int) -> list[str]:
+        """Distinct errors of the project's failed tasks."""
+        return [
+            row["error"]
+            for row in self.db.execute(
+                "SELECT DISTINCT error FROM tasks WHERE project = ? AND state = 'failed' LIMIT ?",
+                (project, limit),
+            )
+        ]
+
+    def write_errors(self, project: str, limit: int) -> list[str]:
+        """Why results read and not delivered were not written to Label Studio."""
+        return [
+            row["write_error"]
+            for row in self.db.execute(
+                "SELECT DISTINCT write_error FROM tasks WHERE project = ? AND state = 'done' "
+                "AND delivery IS NULL AND write_error IS NOT NULL LIMIT ?",
+                (project, limit),
+            )
+        ]
+
+    def finished_since(self, project: str, since: float) -> tuple[int, float | None]:
+        """How many of the project's tasks finished since `since`, and when the first of
+        them was started."""
+        count, first_start = self.db.execute(
+            "SELECT COUNT(*), MIN(started_at) FROM tasks WHERE project = ? AND finished_at > ?",
+            (project, since),
+        ).fetchone()
+        return int(count), first_start
+
+
+@dataclass(frozen=True)
+class Count:
+    """How many tasks of one project are in one state (and delivery, and failure reason)."""
+
+    project: str
+    state: State
+    delivery: Delivery | None
+    reason: str | None
+    tasks: int
+    first_created: float
 
 
 ANSWER_COLUMNS = "key, state, delivery, result, score, reason, error, delivered_to, delivered_at"

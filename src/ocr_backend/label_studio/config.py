@@ -3,12 +3,17 @@
 Parsed with defusedxml, DTDs forbidden: the config comes from the network; an
 entity bomb must not take the service down, and an ATTLIST default must not
 change what is read. The callers cap its size and parse it off the event loop
-(a 13 MB config took seconds).
+(a 13 MB config took seconds). A project sends the same config with every
+/predict, and the job runner needs it for every task it reads: each config
+is parsed once and kept, by its digest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
@@ -66,8 +71,44 @@ class OcrTargets:
     multi_page: bool = False
 
 
+def config_digest(config: str) -> str:
+    """The config's SHA-256 (hex): the job queue stores each config once under it."""
+    return hashlib.sha256(config.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# One per project in use, and a few older versions: what a parse found is small, the
+# config itself (up to MAX_LABEL_CONFIG_BYTES) is not kept.
+PARSED_KEPT = 64
+_parsed: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], OcrTargets | str] = OrderedDict()
+_parsed_lock = threading.Lock()  # the routes parse in worker threads, the job runner on the loop
+
+
 def parse_label_config(config: str, label_mappings: Mapping[str, str] | None = None) -> OcrTargets:
-    """Find the Image, geometry, label and per-region TextArea tags, or say what is missing."""
+    """Find the Image, geometry, label and per-region TextArea tags, or say what is missing.
+
+    Parsed once per config and LABEL_MAPPINGS_FILE; a config that cannot be
+    served is remembered too, and raises the same LabelConfigError again.
+    """
+    key = (config_digest(config), tuple(sorted((label_mappings or {}).items())))
+    with _parsed_lock:
+        found = _parsed.get(key)
+        if found is not None:
+            _parsed.move_to_end(key)
+    if found is None:
+        try:
+            found = _parse(config, label_mappings)
+        except LabelConfigError as exc:
+            found = str(exc)
+        with _parsed_lock:
+            _parsed[key] = found
+            while len(_parsed) > PARSED_KEPT:
+                _parsed.popitem(last=False)
+    if isinstance(found, str):
+        raise LabelConfigError(found)
+    return found
+
+
+def _parse(config: str, label_mappings: Mapping[str, str] | None) -> OcrTargets:
     root = _parse_xml(config)
     tags = [el for el in root.iter() if isinstance(el.tag, str)]
     images = {el.get("name"): el for el in tags if _kind(el) == "image" and el.get("name")}

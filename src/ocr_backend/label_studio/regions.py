@@ -4,18 +4,18 @@ Label Studio sends `/predict` with `params.context.result` holding what the
 user drew. The answer keeps each of those regions as sent (id, geometry,
 labels) and adds its `textarea` item with the text read inside it; nothing
 else on the page is returned. Only areas are read: rectangles (rotated or
-not) and polygons, with or without labels. Pure functions: the predictor
-reads the regions (`Predictor.predict`).
+not) and polygons, with or without labels. Pure functions: the route finds
+the regions, and `Predictor.read_drawn` reads them.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..convert import new_region_id
 from ..ocr.lines import TextLine
 from .config import OcrTargets
 
@@ -24,6 +24,11 @@ GEOMETRY_KEYS = ("x", "y", "width", "height", "rotation", "points", "closed")
 # What every item of one region repeats (docs/label-studio.md, "Region results");
 # `item_index` is the page of a multi-page task the region was drawn on.
 SHARED_KEYS = ("to_name", "original_width", "original_height", "image_rotation", "item_index")
+
+
+def new_region_id() -> str:
+    """Label Studio's own ids are 10 url-safe characters."""
+    return secrets.token_urlsafe(8)[:10]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""The OCR core: text-line types, EasyOCR readers and their weights, the ONNX detector.
+"""The OCR core: text-line types, readers and their weights, the engines that serve them.
 
-Knows nothing of Label Studio or HTTP; `engine.py` serves what is built here.
+Knows nothing of Label Studio or HTTP. `engine.py` is the face the service
+sees; `local.py` and `cluster.py` are the engines behind it.
 """

@@ -1,9 +1,10 @@
 """Reading on a Ray cluster: a pool of actors, each holding one warm EasyOCR reader.
 
 Used instead of the in-process engine when RAY_ADDRESS is set; it has the
-same interface (`read`, `read_region`, their `_sync` forms, `threads`,
-`seconds_per_image`, `close`), so the predictor and everything above it do
-not know where the images are read. Ray is imported only here and in
+same interface (engine.py's `Engine`), so the predictor and everything above
+it do not know where the images are read. Each actor builds its own reader
+from the settings (cluster_actor.py) and reads drawn regions as this
+process would (ocr/drawn.py). Ray is imported only here and in
 cluster_actor.py (the actors, joining the cluster), only when this engine loads.
 
 Each image goes to the actor with the fewest images in hand. An actor or
@@ -28,13 +29,14 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ClusterUnavailable
+from ..images.crop import Crop
 from ..metrics import (
     CLUSTER_ACTORS_UP,
     CLUSTER_REDISPATCHED,
@@ -42,6 +44,7 @@ from ..metrics import (
     OCR_SECONDS,
 )
 from .cluster_actor import Member, Read, actor_class, connect, disconnect, start_actors
+from .easyocr_reader import NAME, easyocr_version
 from .lines import TextLine
 
 if TYPE_CHECKING:
@@ -66,8 +69,12 @@ class _MemberDown(Exception):
 class ClusterEngine:
     """A pool of OcrActor on a Ray cluster, behind the in-process engine's interface."""
 
+    name = NAME
+
     def __init__(self, settings: Settings, actors: Any, members: list[Member]) -> None:
         self.settings = settings
+        # The EasyOCR this service ships: the actors run the same image.
+        self.version = easyocr_version()
         self.languages = tuple(settings.lang_list)
         self.device = members[0].device if members else "cpu"
         # Images in hand across the pool: the predictor decodes this many (+2) at once.
@@ -88,13 +95,13 @@ class ClusterEngine:
     # --- start-up ----------------------------------------------------------------------
 
     @classmethod
-    def load(cls, settings: Settings, build_engine: Callable[[Settings], Any]) -> ClusterEngine:
+    def load(cls, settings: Settings) -> ClusterEngine:
         """Connect to RAY_ADDRESS and start RAY_ACTORS actors. Raises ClusterUnreachable."""
         started = time.perf_counter()
         ray = connect(settings)
         try:
             actors = actor_class(settings)
-            actors = partial(actors.remote, settings, build_engine)
+            actors = partial(actors.remote, settings)
             members = [Member(actors()) for _ in range(settings.ray_actors)]
             start_actors(ray, settings, members)
         except BaseException:
@@ -118,19 +125,15 @@ class ClusterEngine:
 
     # --- reading -----------------------------------------------------------------------
 
-    async def read(self, image: np.ndarray) -> list[TextLine]:
-        return await self._call("read", image)
+    async def read(self, image: np.ndarray, recogniser: Path | None = None) -> list[TextLine]:
+        return await self._call("read", image, recogniser)
 
-    async def read_region(self, crop: np.ndarray) -> list[TextLine]:
-        return await self._call("read_region", crop)
+    async def read_region(self, crop: Crop, recogniser: Path | None = None) -> list[TextLine]:
+        return await self._call("read_region", crop, recogniser)
 
-    def read_sync(self, image: np.ndarray) -> list[TextLine]:
-        return self._call_sync("read", image)
-
-    def read_region_sync(self, crop: np.ndarray) -> list[TextLine]:
-        return self._call_sync("read_region", crop)
-
-    async def _call(self, method: str, image: np.ndarray) -> list[TextLine]:
+    async def _call(
+        self, method: str, image: np.ndarray | Crop, recogniser: Path | None
+    ) -> list[TextLine]:
         import ray
 
         data = ray.put(image)  # once: a re-dispatched image is not sent from here again
@@ -142,7 +145,7 @@ class ClusterEngine:
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             waiting_since = None
-            ref = getattr(member.handle, method).remote(data)
+            ref = getattr(member.handle, method).remote(data, recogniser)
             try:
                 future = asyncio.wrap_future(ref.future())
                 while True:
@@ -157,31 +160,6 @@ class ClusterEngine:
             except asyncio.CancelledError:
                 ray.cancel(ref)  # the request is gone: free the actor for the next image
                 raise
-            finally:
-                self._release(member)
-
-    def _call_sync(self, method: str, image: np.ndarray) -> list[TextLine]:
-        import ray
-
-        data = ray.put(image)
-        waiting_since: float | None = None
-        while True:
-            member = self._choose()
-            if member is None:
-                waiting_since = self._check_wait(waiting_since)
-                time.sleep(POLL_SECONDS)
-                continue
-            waiting_since = None
-            ref = getattr(member.handle, method).remote(data)
-            try:
-                while True:
-                    try:
-                        return self._record(ray.get(ref, timeout=POLL_SECONDS))
-                    except ray.exceptions.GetTimeoutError:
-                        if not member.up:
-                            raise _MemberDown from None
-            except (ray.exceptions.RayActorError, _MemberDown) as exc:
-                self._lost(member, exc)
             finally:
                 self._release(member)
 

@@ -10,14 +10,16 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ClusterUnreachable, StartupError
+from ..images.crop import Crop
 from .lines import TextLine
+from .local import LocalEngine
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -36,22 +38,23 @@ _drivers = 0
 
 
 class OcrActor:
-    """Runs on a Ray worker: one EasyOCR reader in its own thread (an OcrEngine of one thread).
+    """Runs on a Ray worker: one EasyOCR reader in its own thread (a LocalEngine of one thread).
 
     Made a Ray actor class by `actor_class`; the methods are async so that
     the actor answers `ready` pings while its reader thread is busy.
     """
 
-    def __init__(self, settings: Settings, build_engine: Callable[[Settings], Any]) -> None:
-        """`build_engine` makes the in-process engine of one thread (engine.one_reader_engine):
-        passed in, not imported, so that the OCR core never imports the engine's face."""
+    def __init__(self, settings: Settings) -> None:
+        """Build the reader from the settings, torch sized to the actor's CPUs, not the node's."""
         import ray
 
         self.node = ray.get_runtime_context().get_node_id()
         self.error: str | None = None
         self.device = ""
         try:
-            self.engine = build_engine(settings)
+            self.engine = LocalEngine.load(
+                settings, threads=1, torch_threads=max(1, int(settings.ray_actor_cpus))
+            )
             self.device = self.engine.device
         except StartupError as exc:
             # Raising would make Ray restart this actor forever; `ready` reports it instead.
@@ -60,14 +63,14 @@ class OcrActor:
     async def ready(self) -> dict[str, Any]:
         return {"node": self.node, "device": self.device, "pid": os.getpid(), "error": self.error}
 
-    async def read(self, image: np.ndarray) -> Read:
+    async def read(self, image: np.ndarray, recogniser: Path | None) -> Read:
         started = time.perf_counter()
-        lines = await self.engine.read(image)
+        lines = await self.engine.read(image, recogniser)
         return lines, time.perf_counter() - started, self.node
 
-    async def read_region(self, crop: np.ndarray) -> Read:
+    async def read_region(self, crop: Crop, recogniser: Path | None) -> Read:
         started = time.perf_counter()
-        lines = await self.engine.read_region(crop)
+        lines = await self.engine.read_region(crop, recogniser)
         return lines, time.perf_counter() - started, self.node
 
 

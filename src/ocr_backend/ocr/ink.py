@@ -11,9 +11,10 @@ out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
+
+from ..images.crop import Area
 
 INK_CONTRAST = 48  # grey levels between paper and ink; JPEG noise stays below it
 FAINT_INK = 24  # the least contrast still ink, for faint text that has nothing stronger
@@ -28,15 +29,6 @@ RULE = 0.9  # of the drawn width or height, inked: a rule, not text
 SPECK = 0.5  # of the line's height: a piece apart from the words and narrower is no word
 MARGIN = 0.2  # of the line's height around its ink, as CRAFT's boxes have: the recogniser
 # read `makseq` as `Marsed` in a box tight on the ink, right in one this much wider.
-
-
-class Area(NamedTuple):
-    """Rows top..bottom and columns left..right of a crop (ends exclusive)."""
-
-    top: int
-    bottom: int
-    left: int
-    right: int
 
 
 def ink_mask(grey: np.ndarray) -> np.ndarray:

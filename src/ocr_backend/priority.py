@@ -1,4 +1,7 @@
-"""People first: a gate in front of the engine that lets waiting people go ahead of bulk work.
+"""People first: who is waiting, and a gate in front of the engine that lets people go ahead.
+
+`priority_of` is the one place that decides a request is a person's; the
+job queue and the admission queue both ask it.
 
 A semaphore hands a freed slot to whoever waited longest; this gate hands it
 to the most urgent waiter, oldest first among equals. An annotator opening a
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sized
 from contextlib import asynccontextmanager
 from enum import IntEnum
 
@@ -21,6 +24,15 @@ class Priority(IntEnum):
 
     PEOPLE = 0  # one-task and interactive requests: someone is looking at the screen
     BULK = 1  # many tasks, and the background reading of what missed the deadline
+
+
+def priority_of(tasks: Sized) -> Priority:
+    """One task: someone opened it in Label Studio and waits for it on screen. More: bulk.
+
+    Label Studio asks for one task when an annotator opens it, and for every
+    selected task at once on "Retrieve predictions".
+    """
+    return Priority.PEOPLE if len(tasks) == 1 else Priority.BULK
 
 
 class PriorityGate:
