@@ -298,3 +298,49 @@ async def test_tasks_read_while_the_disk_is_full_are_not_left_reading(settings, 
                 await asyncio.sleep(0.5)
     finally:
         silent.close()
+
+
+# --- 12. large waiting requests do not starve annotators -----------------------------------
+
+
+@pytest.mark.slow  # three bulk requests of 10,000 tasks wait on a silent image server
+async def test_large_waiting_requests_leave_the_store_thread_to_others(settings, engine, tmp_path):
+    # Before (3 requests of 100,000 tasks waiting): a one-task request's median wait went
+    # from 0.33 s to 4.5 s, the worst to 123 s: each waiting request counted all its keys
+    # (a query per 500) every 0.5 s, and again whenever a task settled, on the store's
+    # only thread. Counted here: the statements that thread runs in 2 s of waiting.
+    silent = SilentServer()
+    configured = changed(settings, model_dir=tmp_path, predict_deadline=60.0, fetch_timeout=60.0)
+    app = create_app(configured, engine=engine)
+    statements: list[str] = []
+    try:
+        async with async_client(app) as (client, services):
+            store = services.job_store
+            bulk = [
+                asyncio.ensure_future(
+                    client.post(
+                        "/predict",
+                        json={
+                            "tasks": [
+                                {"id": part * 100_000 + n, "data": {"ocr": silent.url(f"/{n}.png")}}
+                                for n in range(10_000)
+                            ],
+                            "project": f"12.{part}",
+                            "label_config": OCR_TEMPLATE,
+                        },
+                        timeout=120,
+                    )
+                )
+                for part in range(3)
+            ]
+            await asyncio.sleep(10)  # queued, and waiting for their deadline
+            await store.run(lambda: store.db.set_trace_callback(statements.append))
+            await asyncio.sleep(2)
+            await store.run(lambda: store.db.set_trace_callback(None))
+            for request in bulk:
+                request.cancel()
+    finally:
+        silent.close()
+    polls = [sql for sql in statements if "state IN ('queued', 'reading')" in sql]
+    assert polls, "the requests were not waiting"
+    assert len(polls) <= 3 * 2 / 0.5 * 2, f"{len(polls)} statements in 2 s"
