@@ -7,12 +7,17 @@ exit status and the lines on stderr, so those are what is checked.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from ocr_backend.errors import ClusterUnreachable
+from ocr_backend.ocr.cluster_actor import connect
+from tests.support.fault_servers import FaultServer, SilentServer
 from tests.support.service import ServiceProcess
+from tests.support.settings import changed
 
 pytestmark = pytest.mark.slow  # real service processes
 
@@ -85,3 +90,36 @@ def test_a_locked_jobs_database_stops_start_up_after_a_bounded_wait(tmp_path):
     (corrupt / JOBS_FILE).write_bytes(b"not SQLite " * 100)
     _, _, at_once = started_and_stopped(corrupt)
     assert seconds - at_once < 20, f"locked: {seconds:.1f} s, at once: {at_once:.1f} s"
+
+
+# --- 20. a RAY_ADDRESS that accepts TCP but is not Ray -----------------------------------
+
+
+@pytest.mark.parametrize("server", ["silent", "http"])
+def test_a_ray_address_that_is_not_ray_stops_start_up_in_seconds(server, settings):
+    # Before: `ray.init` neither joined nor failed; no message after 150 s.
+    servers = {"silent": SilentServer, "http": FaultServer}
+    listening = servers[server]()
+    configured = changed(settings, ray_address=f"127.0.0.1:{listening.port}")
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        try:
+            connect(configured)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    try:
+        thread = threading.Thread(target=start, daemon=True)
+        started = time.monotonic()
+        thread.start()
+        thread.join(60)
+        took = time.monotonic() - started
+    finally:
+        listening.close()
+    assert outcome, f"start-up neither joined nor failed in {took:.0f} s"
+    (error,) = outcome
+    assert isinstance(error, ClusterUnreachable), error
+    assert "not Ray" in str(error) and f"RAY_ADDRESS=127.0.0.1:{listening.port}" in str(error)
+    assert took < 15
