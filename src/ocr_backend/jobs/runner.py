@@ -117,7 +117,6 @@ class JobRunner:
         self._loops: list[asyncio.Task[None]] = []
         # Reads under way, each with whether the engine has started on it.
         self._reads: dict[asyncio.Task[None], asyncio.Event] = {}
-        self._in_hand: set[str] = set()  # the keys of the reads under way
         self._write_errors: dict[str, str] = {}  # per project, the last one logged
 
     async def start(self) -> None:
@@ -191,17 +190,14 @@ class JobRunner:
         return read
 
     async def _read(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
-        self._in_hand.add(claimed.key)
         try:
             await self._read_claimed(claimed, at_engine)
         except asyncio.CancelledError:
             raise
         except Exception:
             # The outcome could not be stored (the disk full, the file locked too long): the
-            # row stays `reading` under this process; upkeep queues it again.
+            # row stays `reading` under this process until a restart (issue 22, defect 17).
             log.exception("job %s: the outcome of a read could not be stored", claimed.project)
-        finally:
-            self._in_hand.discard(claimed.key)
 
     async def _read_claimed(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
         task = Task.model_validate(claimed.task)
@@ -306,10 +302,6 @@ class JobRunner:
         while not self.stopping.is_set():
             try:
                 await self.store.run(self.store.heartbeat)
-                in_hand = list(self._in_hand)
-                claimed_before = time.time() - HEARTBEAT_S  # a claim's read starts in ms
-                if await self.store.run(self.store.put_back_stuck, in_hand, claimed_before):
-                    self.work.notify()
                 if time.monotonic() - last_recover > 30:
                     last_recover = time.monotonic()
                     reads, _ = await self.store.run(self.store.recover)

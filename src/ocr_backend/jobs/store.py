@@ -413,25 +413,6 @@ class JobStore:
             (key, self.owner),
         )
 
-    def put_back_stuck(self, in_hand: Sequence[str], claimed_before: float) -> int:
-        """This process's claims it no longer reads, queued again; how many.
-
-        `in_hand`: the keys being read, as the event loop saw them at `claimed_before`
-        (wall clock, less a margin): a claim made since may not be in it yet.
-
-        A read whose outcome could not be stored (a full disk for a few seconds) left
-        its row `reading` under a live owner, which `recover` never touches: every later
-        ask answered "pending" until a restart.
-        """
-        rows = self.db.execute(
-            "SELECT key FROM tasks WHERE state = 'reading' AND owner = ? AND started_at < ?",
-            (self.owner, claimed_before),
-        ).fetchall()
-        stuck = [row["key"] for row in rows if row["key"] not in set(in_hand)]
-        for key in stuck:
-            self.put_back(key)
-        return len(stuck)
-
     # -- the background writer ----------------------------------------------------------
 
     def claim_writes(self, limit: int) -> list[Claimed]:
