@@ -141,7 +141,7 @@ def run() -> None:
         rng = random.Random(0)
         while True:
             jobs = client.get("/jobs").json()["jobs"]
-            job = next((j for j in jobs if j["project"] == project), None)
+            job = next((j for j in jobs if j.get("project", project) == project), None)
             if job is not None and not job["queued"] and not job["reading"]:
                 break
             if len(during) < probes_wanted:

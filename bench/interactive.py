@@ -1,69 +1,40 @@
-"""Interactive boxes on real photos: how long a user waits, and how well the box reads.
+"""Interactive boxes: how well the service reads a box a user drew, and how long it takes.
 
 Starts the service (uvicorn, 127.0.0.1) and an image server with the real
-photos of tests/images/ and camera-like variants of them (tests/photos.py).
+photos of tests/images/ and the sign photos tests/support/signs.py makes.
 On each page, EasyOCR's `readtext` finds the lines it reads with confidence
->= 0.5; around each line a box is drawn loosely, as people draw (an uneven
-margin, one in three cutting into a neighbouring line), and sent to
-`/predict` in `params.context`. Prints the median and p95 latency of these
-one-line boxes against a full-page `/predict` of the same pages, and the
-character error rate of the text the service puts in the box against
-`readtext` on the box's pixels saved as a file, both measured against the
-line's full-page text. Then, at the engine, what reading a one-line crop
-costs as the service does it against detection and recognition on it.
+>= 0.5; around each line five boxes are drawn as people draw them (tight,
+loose, cutting into a neighbour, rotated, a polygon: tests/support/drawn_boxes.py)
+and sent to `/predict` in `params.context`. Prints the mean and worst-box
+character error rate (against the line's full-page text) of the service and
+of `readtext` on the box's pixels saved as a file, the five boxes the service
+loses most on, and the median and p95 latency of a box's /predict.
 
-    python -m bench.interactive [--lines 8] [--device cpu]   (from the repository root)
+    python -m bench.interactive [--every 1] [--device cpu]   (from the repository root)
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import http.server
+import hashlib
+import json
 import statistics
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
-from PIL import Image
 
 from ocr_backend.api import create_app
-from ocr_backend.images.crop import Crop, crop_region
-from ocr_backend.images.decode import decode_page
-from ocr_backend.label_studio.regions import reading_order
 from ocr_backend.ocr.lines import TextLine, to_text_line
 from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.settings import Settings
-from tests.support.label_studio import OCR_TEMPLATE
-from tests.support.photos import (
-    DIAGRAM,
-    SCREENSHOT,
-    STREET_SIGNS,
-    DrawnBox,
-    camera_jpeg,
-    character_error_rate,
-    encoded,
-    light_on_dark,
-    lines_of,
-    loose_rectangle,
-    spread,
-)
-
-
-def serve_folder(folder: Path) -> http.server.ThreadingHTTPServer:
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(folder), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+from tests.support.drawn_boxes import all_boxes, make_pages, measure, report
+from tests.support.image_server import ImageServer
+from tests.support.label_studio import ls_predict_body
 
 
 def start_service(settings: Settings, engine: LocalEngine) -> tuple[uvicorn.Server, str]:
@@ -77,49 +48,6 @@ def start_service(settings: Settings, engine: LocalEngine) -> tuple[uvicorn.Serv
     return server, f"http://127.0.0.1:{port}"
 
 
-def body(url: str, context: dict | None) -> dict:
-    return {
-        "tasks": [{"id": 1, "data": {"ocr": url}}],
-        "project": "1.1",
-        "label_config": OCR_TEMPLATE,
-        "params": {"login": None, "password": None, "context": context},
-    }
-
-
-def box_context(box: DrawnBox, size: tuple[int, int]) -> dict:
-    width, height = size
-    return {
-        "result": [
-            {
-                "original_width": width,
-                "original_height": height,
-                "image_rotation": 0,
-                "value": box.value,
-                "id": "bench-box",
-                "from_name": "bbox",
-                "to_name": "image",
-                "type": "rectangle",
-                "origin": "manual",
-            }
-        ]
-    }
-
-
-def make_pages(folder: Path) -> dict[str, Path]:
-    """The real photos, and the variants a user's camera or screen would give."""
-    screenshot = Image.open(SCREENSHOT).convert("RGB")
-    made = {
-        "street_signs.png": STREET_SIGNS.read_bytes(),
-        "diagram.jpeg": DIAGRAM.read_bytes(),
-        "camera.jpeg": camera_jpeg(Image.open(DIAGRAM)),
-        "screenshot.png": SCREENSHOT.read_bytes(),
-        "dark_mode.png": encoded(light_on_dark(screenshot), "PNG"),
-    }
-    for name, data in made.items():
-        (folder / name).write_bytes(data)
-    return {name: folder / name for name in made}
-
-
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -127,97 +55,101 @@ def percentile(values: list[float], share: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=8, help="boxes drawn per page")
+    parser.add_argument("--every", type=int, default=1, help="draw boxes around every Nth line")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--readtext-cache",
+        type=Path,
+        help="a JSON file keeping readtext's readings between runs (same files, same readings)",
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-interactive-"))
-    paths = make_pages(folder)
-    images = serve_folder(folder)
+    (folder / "crops").mkdir()
+    images = ImageServer(folder)
+    pages = make_pages(folder)
     settings = Settings(
         lang_list="en", device=args.device, model_dir=folder / "models", model_download=False
     )
     engine = LocalEngine.load(settings)
 
-    def readtext(path: Path) -> list[TextLine]:
-        # On the engine's own thread: a reader is fast only in the thread that built it.
-        found = engine._pool.submit(engine.reader.easyocr.readtext, str(path)).result()
-        return [to_text_line(box, str(text).strip(), score) for box, text, score in found]
+    cache = Readings(args.readtext_cache)
 
-    service, base = start_service(settings, engine)
-    timings: dict[str, list[float]] = {"box": [], "page": []}
-    errors: dict[str, list[float]] = {"service": [], "readtext": []}
-    crops: list[Crop | None] = []
+    def readtext(path: Path) -> list[TextLine]:
+        key = hashlib.sha256(path.read_bytes()).hexdigest()
+        if key not in cache.found:
+            # On the engine's own thread: a reader is fast only in the thread that built it.
+            found = engine._pool.submit(engine.reader.easyocr.readtext, str(path)).result()
+            cache.found[key] = [
+                ([[float(x), float(y)] for x, y in box], str(text), float(score))
+                for box, text, score in found
+            ]
+        return [to_text_line(box, text.strip(), score) for box, text, score in cache.found[key]]
+
+    server, base = start_service(settings, engine)
     with httpx.Client(base_url=base, timeout=600) as client:
 
-        def call(url: str, context: dict | None) -> tuple[float, dict]:
+        def service(page: str, region: dict[str, Any]) -> tuple[str, float]:
+            body = ls_predict_body(images.url(page))
+            body["params"]["context"] = {"result": [region]}
             start = time.perf_counter()
-            response = client.post("/predict", json=body(url, context))
-            elapsed = time.perf_counter() - start
+            response = client.post("/predict", json=body)
+            seconds = time.perf_counter() - start
             response.raise_for_status()
-            return elapsed, response.json()["results"][0]
+            items = response.json()["results"][0]["result"]
+            text = next(i["value"]["text"][0] for i in items if i["type"] == "textarea")
+            return text, seconds
 
-        for name, path in paths.items():
-            url = f"http://127.0.0.1:{images.server_address[1]}/{name}"
-            elapsed, _ = call(url, None)  # fetches the page into the cache
-            timings["page"].append(elapsed)
-            page = Image.open(path)
-            found = engine._pool.submit(engine.reader.easyocr.readtext, str(path)).result()
-            chosen = spread(lines_of(found), args.lines)
-            print(f"{name}: {page.width}x{page.height}, full page {elapsed * 1000:.0f} ms")
-            decoded = decode_page(path.read_bytes(), max_pixels=1 << 40)
-            for turn, line in enumerate(chosen):
-                box = loose_rectangle(line, page.size, turn)
-                elapsed, answer = call(url, box_context(box, page.size))
-                timings["box"].append(elapsed)
-                ours = next(
-                    i["value"]["text"][0] for i in answer["result"] if i["type"] == "textarea"
-                )
-                saved = folder / f"crop-{name}-{turn}.png"
-                page.convert("RGB").crop(box.bounds).save(saved)
-                theirs = reading_order(readtext(saved))
-                errors["service"].append(character_error_rate(ours, line.text))
-                errors["readtext"].append(character_error_rate(theirs, line.text))
-                crops.append(crop_region(decoded, box.value))
-                print(
-                    f"  box {elapsed * 1000:7.0f} ms  {line.text!r:28} "
-                    f"service {ours!r:30} readtext on the crop {theirs!r}"
-                )
-
-    box, page_time = statistics.median(timings["box"]), statistics.median(timings["page"])
-    print(f"device {settings.device}, {len(timings['box'])} one-line boxes on {len(paths)} pages")
-    print(
-        f"one-line box /predict: median {box * 1000:.0f} ms, "
-        f"p95 {percentile(timings['box'], 0.95) * 1000:.0f} ms"
-    )
-    print(f"full-page /predict:    median {page_time * 1000:.0f} ms")
-    print(
-        "character error rate against the full-page text: "
-        f"service {statistics.mean(errors['service']):.3f}, "
-        f"readtext on the crop saved as a file {statistics.mean(errors['readtext']):.3f}"
-    )
-    service.should_exit = True
-    images.shutdown()
-    compare_readers(engine, [crop for crop in crops if crop is not None])
+        for name in pages:  # the first request of a page fetches it into the cache
+            service(name, _corner())
+        boxes = all_boxes(pages, readtext, every=args.every)
+        cases = measure(boxes, pages, folder / "crops", readtext, service)
+    cache.save()
+    server.should_exit = True
+    images.close()
     engine.close()
 
+    seconds = [case.seconds for case in cases]
+    print(f"device {settings.device}, {len(pages)} pages: {', '.join(pages)}")
+    print(report(cases))
+    for kind in sorted({case.box.kind for case in cases}):
+        of_kind = [case for case in cases if case.box.kind == kind]
+        print(
+            f"  {kind:8} {len(of_kind):4} boxes: service "
+            f"{statistics.mean(c.service_cer for c in of_kind):.3f}, readtext on the crop "
+            f"{statistics.mean(c.readtext_cer for c in of_kind):.3f}"
+        )
+    print(
+        f"a box's /predict: median {statistics.median(seconds) * 1000:.0f} ms, "
+        f"p95 {percentile(seconds, 0.95) * 1000:.0f} ms"
+    )
 
-def compare_readers(engine: LocalEngine, crops: list[Crop]) -> None:
-    """What the service does with one-line crops vs detection and recognition on them."""
-    timings: dict[str, list[float]] = {"service": [], "detect": []}
-    for crop in crops:
-        # On the engine's own thread, as the service reads: its reader is fast only there.
-        start = time.perf_counter()
-        asyncio.run(engine.read_region(crop))
-        middle = time.perf_counter()
-        asyncio.run(engine.read(crop.image))
-        end = time.perf_counter()
-        timings["service"].append(middle - start)
-        timings["detect"].append(end - middle)
-    service, detect = (statistics.median(timings[k]) for k in ("service", "detect"))
-    print(f"engine only, {len(crops)} one-line crops, median:")
-    print(f"  read_region (one line: recognition only): {service * 1000:.1f} ms")
-    print(f"  detection + recognition on the crop:      {detect * 1000:.1f} ms")
+
+def _corner() -> dict[str, Any]:
+    """A small box in a page's corner, to have the page fetched and decoded before timing."""
+    return {
+        "image_rotation": 0,
+        "value": {"x": 0, "y": 0, "width": 2, "height": 2, "rotation": 0},
+        "id": "warm-up",
+        "from_name": "bbox",
+        "to_name": "image",
+        "type": "rectangle",
+        "origin": "manual",
+    }
+
+
+class Readings:
+    """readtext's readings by the file's SHA-256, kept in a JSON file when one is named."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.found: dict[str, list[tuple[list[list[float]], str, float]]] = {}
+        if path is not None and path.is_file():
+            self.found = json.loads(path.read_text())
+
+    def save(self) -> None:
+        if self.path is not None:
+            self.path.write_text(json.dumps(self.found))
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ def test_no_import_cycle_anywhere():
 def test_the_pure_conversion_code_loads_neither_torch_nor_prometheus():
     # __main__ must set PROMETHEUS_MULTIPROC_DIR before prometheus-client is first imported.
     code = (
-        "import sys, ocr_backend.convert, ocr_backend.label_studio.regions, ocr_backend.ocr.ink;"
+        "import sys, ocr_backend.convert, ocr_backend.label_studio.regions, ocr_backend.ocr.drawn;"
         "print(sorted(m for m in ('torch', 'easyocr', 'prometheus_client', 'fastapi') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

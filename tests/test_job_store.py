@@ -54,7 +54,9 @@ def test_a_task_is_claimed_once_read_and_answered_once(stores):
     assert first.state is State.DONE and first.delivery is Delivery.ANSWERED
     again = one.claim_answers(["a"], "req-3")["a"]  # a second answer does not get it too
     assert not again.answered_here and again.delivered_to == "req-2"
-    assert again.delivery is Delivery.ANSWERED
+    assert again.delivery is Delivery.ANSWERING  # until its answer is sent whole
+    other.answers_sent(["a"], "req-2")
+    assert one.claim_answers(["a"], "req-4")["a"].delivery is Delivery.ANSWERED
     assert one.claim_writes(16) == []  # answered: nothing to write
 
 
@@ -107,7 +109,7 @@ def test_a_result_no_answer_took_is_written_once_and_retried_after_a_failed_writ
         (claimed,) = one.claim_writes(16)
         assert claimed.result == [{"id": "x"}] and not claimed.unsure
         assert other.claim_writes(16) == []  # being written: not claimed twice
-        one.write_failed("w", "Label Studio answered 503", retry_in=30)
+        one.write_failed("w", "Label Studio answered 503", retry_in=30, unsure=False)
         assert one.claim_writes(16) == []  # not before retry_in
         assert job_progress(one)[0].not_written == ["Label Studio answered 503"]
         patch.setattr(store_module.time, "time", lambda: later + 31)
@@ -162,6 +164,7 @@ def test_delivered_and_failed_rows_are_forgotten_after_a_while_and_nothing_else(
         one.claim_next(False)
     one.finish("a", [], 0.0)
     one.claim_answers(["a"], "req")
+    one.answers_sent(["a"], "req")
     one.fail("d", "pdf", "a PDF")
     assert one.forget_delivered(older_than_s=3600) == 0  # delivered just now: kept
     assert one.forget_delivered(older_than_s=-1) == 2  # "later": the answered and the failed
@@ -173,4 +176,52 @@ def test_delivered_and_failed_rows_are_forgotten_after_a_while_and_nothing_else(
 def test_states_keep_the_values_stored_in_existing_queue_files():
     # Rows written by earlier versions hold these strings: the enums must read them.
     assert [s.value for s in State] == ["queued", "reading", "done", "failed"]
-    assert [d.value for d in Delivery] == ["answered", "writing", "written", "unsure"]
+    assert [d.value for d in Delivery] == ["answered", "writing", "written", "unsure", "answering"]
+
+
+def test_an_answer_not_sent_gives_its_results_to_the_writer_and_a_stale_one_is_unsure(stores):
+    one, _ = stores
+    one.submit([entry("g", 1), entry("s", 2)], CONFIGS, Priority.BULK, 0.0)
+    for key in "gs":
+        one.claim_next(False)
+        one.finish(key, [{"id": key}], 0.9)
+    assert {k for k, o in one.claim_answers(["g", "s"], "req").items() if o.answered_here} == {
+        "g",
+        "s",
+    }
+    one.answers_not_sent(["g"], "req")  # the client hung up: written instead, at once
+    assert [c.key for c in one.claim_writes(16)] == ["g"]
+    with pytest.MonkeyPatch.context() as patch:  # "s" was never confirmed: the process died
+        later = time.time() + store_module.ANSWERING_STALE_S + 1
+        patch.setattr(store_module.time, "time", lambda: later)
+        (stale,) = one.claim_writes(16)
+    assert stale.key == "s" and stale.unsure  # checked against Label Studio, then written
+
+
+def test_a_service_claims_only_the_rows_of_its_own_label_studio(tmp_path):
+    mine = JobStore(tmp_path, owner="here:1:a", scope="http://ls-a:8080")
+    theirs = JobStore(tmp_path, owner="here:2:b", scope="http://ls-b:8080")
+    theirs.submit([entry("b")], CONFIGS, Priority.BULK, 0.0)
+    assert mine.claim_next(False) is None and job_progress(mine) == []
+    assert theirs.claim_next(False).key == "b"
+    theirs.finish("b", [], 0.0)
+    assert mine.claim_writes(16) == [] and len(theirs.claim_writes(16)) == 1
+    mine.close()
+    theirs.close()
+
+
+def test_writes_held_stopped_and_resumed_by_project(stores):
+    one, _ = stores
+    one.submit([entry("h", 1), entry("k", 2)], CONFIGS, Priority.BULK, 0.0)
+    one.claim_next(False)
+    one.finish("h", [], 0.0)
+    (claimed,) = one.claim_writes(16)
+    one.write_failed("h", "refused", store_module.WRITES_STOPPED, unsure=False, attempts=5)
+    one.hold_writes("p", store_module.WRITES_STOPPED, "writing stopped")
+    assert one.refusals("p") == 5
+    one.claim_next(False)  # read after the stop: held too
+    one.finish("k", [], 0.0)
+    assert one.claim_writes(16) == []
+    assert one.writes_stopped("p") == 2
+    assert one.resume_writes("p") == 2  # a /setup of the project, or a start
+    assert {c.key for c in one.claim_writes(16)} == {"h", "k"}

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -26,48 +26,15 @@ from ocr_backend.priority import Priority, PriorityGate
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
 from tests.support.label_studio import OCR_TEMPLATE
-from tests.support.label_studio_server import LabelStudioServer
+from tests.support.label_studio_server import LabelStudioWithPredictions
 from tests.support.settings import changed
 
 # Marked one by one: real processes sharing one queue, and pages read in the background,
 # are slow; the pure tests here are not.
 
 PROJECT = "7.1763892800"
+AUTH = ("operator", "s3cret-pass")
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-class LabelStudioWithPredictions(LabelStudioServer):
-    """The token-checking Label Studio of the image tests, plus /api/predictions/."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.predictions: list[dict] = []
-
-    def post(self, handler) -> None:
-        if urlsplit(handler.path).path != "/api/predictions/":
-            return super().post(handler)
-        kind, error = self.user(handler)
-        if error is not None:
-            return self.answer(handler, 401, error)
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = json.loads(handler.rfile.read(length))
-        body["id"] = len(self.predictions) + 1
-        self.predictions.append(body)
-        return self.answer(handler, 201, body)
-
-    def get(self, handler) -> None:
-        parts = urlsplit(handler.path)
-        if parts.path != "/api/predictions/":
-            return super().get(handler)
-        task = int(parse_qs(parts.query)["task"][0])
-        found = [p for p in self.predictions if p["task"] == task]
-        handler.send_response(200)
-        data = json.dumps(found).encode()
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-        return None
 
 
 @pytest.fixture
@@ -103,8 +70,9 @@ def fetches(image_server, urls: list[str]) -> dict[str, int]:
 
 
 async def job_of(client, project: str = PROJECT) -> dict:
-    jobs = (await client.get("/jobs")).json()["jobs"]
-    return next(job for job in jobs if job["project"] == project)
+    jobs = (await client.get("/jobs", auth=AUTH)).json()["jobs"]
+    # Anonymous callers see no project ids (basic auth off): then the only job is it.
+    return next(job for job in jobs if job.get("project", project) == project)
 
 
 async def until(check, within: float = 120.0):
@@ -195,6 +163,8 @@ async def test_what_misses_the_deadline_is_written_to_label_studio_once(
     settings, engine, image_server, label_studio, tmp_path
 ):
     urls = pages(image_server, "written", 6)
+    for task in body_for(urls)["tasks"]:  # as Label Studio holds them
+        label_studio.add_task(task["id"], task["data"])
     configured = changed(
         settings,
         model_dir=tmp_path,
@@ -279,14 +249,20 @@ async def test_a_failed_task_is_reported_and_tried_again_by_the_next_request(
     settings, engine, image_server, tmp_path
 ):
     url = image_server.url("late-arrival.png")
-    configured = changed(settings, model_dir=tmp_path, predict_deadline=30)
+    configured = changed(
+        settings,
+        model_dir=tmp_path,
+        predict_deadline=30,
+        basic_auth_user=AUTH[0],  # the failure messages are shown to an operator only
+        basic_auth_pass=AUTH[1],
+    )
     body = body_for([url, image_server.put("neighbour.png", draw_page(["NEIGHBOUR"])[0])])
     async with async_client(create_app(configured, engine=engine)) as (client, _):
-        first = (await client.post("/predict", json=body, timeout=60)).json()["results"]
+        first = (await client.post("/predict", json=body, timeout=60, auth=AUTH)).json()["results"]
         job = await job_of(client)
         image_server.put("late-arrival.png", draw_page(["ARRIVED"])[0])
-        again = (await client.post("/predict", json=body, timeout=60)).json()["results"]
-        metrics = (await client.get("/metrics")).text
+        again = (await client.post("/predict", json=body, timeout=60, auth=AUTH)).json()["results"]
+        metrics = (await client.get("/metrics", auth=AUTH)).text
     assert "result" not in first[0] and first[0]["status"] == "failed"
     assert first[0]["reason"] == "http_status" and "HTTP 404" in first[0]["error"]
     assert has_result(first[1])

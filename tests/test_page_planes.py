@@ -10,10 +10,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ocr_backend.images.crop import Area, crop_rectangle
+from ocr_backend.images.crop import crop_rectangle
 from ocr_backend.images.decode import decode_page
 from ocr_backend.images.planes import colour, grey
-from ocr_backend.ocr.ink import ink_mask, line_box, one_line
 from tests.support.photos import DIAGRAM, STREET_SIGNS, encoded, stored_turned
 
 LIMIT = 50_000_000
@@ -57,41 +56,22 @@ def test_an_exif_turned_photo_turns_colour_and_grey_alike():
     assert (grey(jpeg) == from_opencv).all()
 
 
-def white_on_blue_line(cut_neighbour: bool) -> np.ndarray:
+def white_on_blue_line() -> np.ndarray:
     """A blue sign with a white line of text, as a region drawn around it; its page."""
     image = np.zeros((80, 200, 3), dtype=np.uint8)
     image[:] = (20, 60, 160)
     for left in range(20, 176, 6):  # letters: white strokes with a bar at the top, as a T
         image[30:50, left + 1] = 255
         image[30:32, left : left + 3] = 255
-    if cut_neighbour:
-        image[10:14, 20:180:6] = 255  # the bottom of the line above, cut by the box
     return image
 
 
-def test_white_text_on_blue_reads_as_one_line_without_a_white_frame():
-    image = white_on_blue_line(cut_neighbour=False)
-    cut = crop_rectangle(image, {"x": 5, "y": 20, "width": 90, "height": 55, "rotation": 0})
-    assert cut is not None
-    crop = cut.image
-    planes = np.dstack((crop, cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)))
-    ink = ink_mask(grey(planes))
-    rows = one_line(ink, Area(0, ink.shape[0], 0, ink.shape[1]))
-    assert rows is not None and rows.stop - rows.start == 20  # the letters, not a frame
-    assert ink[0].sum() == 0 and ink[:, 0].sum() == 0  # the margin is no ink
-
-
-def test_a_neighbours_piece_cut_by_the_box_is_left_out_of_the_line():
-    image = white_on_blue_line(cut_neighbour=True)
-    # The box starts at row 11, cutting through the piece at rows 10-14.
-    cut = crop_rectangle(image, {"x": 5, "y": 13.75, "width": 90, "height": 60, "rotation": 0})
-    assert cut is not None
-    crop = cut.image
-    margin = (crop.shape[0] - 48) // 2
-    ink = ink_mask(cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY))
-    drawn = Area(margin, crop.shape[0] - margin, margin, crop.shape[1] - margin)
-    assert cut.drawn == drawn  # the crop says where the box lies
-    rows = one_line(ink, drawn)
-    assert rows is not None and rows.stop - rows.start == 20
-    left, right, top, bottom = line_box(ink, rows, drawn)
-    assert top > margin + 3  # the box holds the line, not the piece above it
+def test_white_text_on_blue_is_padded_with_its_own_blue_not_a_frame():
+    image = white_on_blue_line()
+    crop = crop_rectangle(image, {"x": 5, "y": 20, "width": 90, "height": 55, "rotation": 0})
+    assert crop is not None
+    drawn = crop.image[crop.drawn.top : crop.drawn.bottom, crop.drawn.left : crop.drawn.right]
+    assert (drawn == image[16:60, 10:190]).all()  # the region itself, pixel for pixel
+    margin = crop.image.copy()
+    margin[crop.drawn.top : crop.drawn.bottom, crop.drawn.left : crop.drawn.right] = (20, 60, 160)
+    assert (margin == (20, 60, 160)).all()  # its edge is blue: so is all of its margin

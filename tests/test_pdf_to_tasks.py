@@ -3,6 +3,7 @@ written as Label Studio import tasks; with --predict, read by real EasyOCR."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,6 +14,11 @@ import pytest
 from PIL import Image
 
 from ocr_backend.__main__ import main
+from ocr_backend.convert import lines_to_regions
+from ocr_backend.documents.batch import ConvertOptions, convert_documents
+from ocr_backend.documents.tasks import DOCUMENT_LABEL_CONFIG, PageUrls
+from ocr_backend.label_studio.config import parse_label_config
+from ocr_backend.ocr.lines import to_text_line
 from tests.support.drawing import draw_page
 
 pytestmark = pytest.mark.slow  # the command as a process, PDFs rendered and read
@@ -156,3 +162,67 @@ def test_predict_puts_each_pages_regions_on_that_page(tmp_path, settings):
     assert texts[0] == {"INVOICE", "2024", "TOTAL", "DUE", "512"}
     assert {"EASYOCR", "FRAMEWORK", "CRAFT"} <= texts[2]
     assert sizes == {0: {first.size}, 2: {(1000, 300)}}
+
+
+@pytest.mark.timeout(900)  # three real pages read twice: by the batch code and by readtext
+def test_predict_reads_each_page_as_readtext_reads_the_png_written(tmp_path, engine):
+    """A PDF of the real photos: each page's regions are readtext's on the page's PNG file.
+
+    So a backend connected later, which fetches that PNG, predicts what the
+    import file already holds. Before, the rendered page was read from memory
+    and greyed its own way: on the diagram's page, 17 of readtext's 18 lines
+    on the PNG came back with another box or score, one with another text
+    (`Docoders` for `Docodors`). The command's own batch code, on the
+    session's engine (the command as a process is
+    test_predict_puts_each_pages_regions_on_that_page).
+    """
+    photos = [Image.open(IMAGES / name) for name in PHOTOS]
+    photos[2] = photos[2].crop((0, 0, 1000, 500))  # the screenshot's top left: its menus
+    pdf = make_pdf(tmp_path / "photos.pdf", photos)
+    out = tmp_path / "out"
+    options = ConvertOptions(
+        out=out, dpi=100, max_pixels=50_000_000,
+        targets=parse_label_config(DOCUMENT_LABEL_CONFIG),
+        page_urls=PageUrls(out, url_prefix="http://x"), model_version="v",
+    )  # fmt: skip
+    (result,) = asyncio.run(convert_documents([pdf], options, engine))
+    assert result.task is not None, result.error
+    (prediction,) = result.task["predictions"]
+    targets = parse_label_config(DOCUMENT_LABEL_CONFIG)
+    for index in range(len(PHOTOS)):
+        png = out / "pages" / "photos" / f"page-{index + 1:04d}.png"
+        width, height = Image.open(png).size
+        found = engine._pool.submit(engine.reader.easyocr.readtext, str(png)).result()
+        lines = [to_text_line(box, str(text).strip(), score) for box, text, score in found]
+        expected = lines_to_regions(
+            [line for line in lines if line.text], targets, width, height,
+            region_id=lambda: "id", item_index=index,
+        )  # fmt: skip
+        got = [{**item, "id": "id"} for item in prediction["result"] if item["item_index"] == index]
+        assert len(expected) >= 5, "each photo has several lines of text"
+        assert [texts(item) for item in got] == [texts(item) for item in expected]
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine["score"] == pytest.approx(theirs["score"], abs=1e-6)
+            assert within_a_pixel(mine["value"], theirs["value"], width, height)
+
+
+PHOTOS = ["diagram_white_on_colour.jpeg", "street_signs.png", "label_studio_screenshot.png"]
+
+
+def texts(item: dict[str, object]) -> object:
+    value = item["value"]
+    assert isinstance(value, dict)
+    return item["from_name"], value.get("text")
+
+
+def within_a_pixel(
+    mine: dict[str, object], theirs: dict[str, object], width: int, height: int
+) -> bool:
+    """Two region geometries (percent of the page) the same to a pixel."""
+    for key, scale in (("x", width), ("y", height), ("width", width), ("height", height)):
+        if key in theirs and abs(float(mine[key]) - float(theirs[key])) * scale / 100 > 1:  # type: ignore[arg-type]
+            return False
+    for (x, y), (x2, y2) in zip(mine.get("points", []), theirs.get("points", []), strict=True):  # type: ignore[call-overload]
+        if abs(x - x2) * width / 100 > 1 or abs(y - y2) * height / 100 > 1:
+            return False
+    return mine.get("rotation") == pytest.approx(theirs.get("rotation"), abs=0.5)

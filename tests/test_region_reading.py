@@ -1,4 +1,4 @@
-"""Cutting a drawn region out of the page (crop.py) and reading it (Engine.read_region)."""
+"""Cutting a drawn region out of the page (crop.py) and reading it (ocr/drawn.py, through OcrEngine.read_region)."""
 
 from __future__ import annotations
 
@@ -7,45 +7,31 @@ import asyncio
 import numpy as np
 from PIL import Image
 
-from ocr_backend.images.crop import (
-    Area,
-    Crop,
-    crop_polygon,
-    crop_rectangle,
-    crop_region,
-    pad,
-)
-from ocr_backend.images.planes import as_planes, grey
-from ocr_backend.ocr.ink import ink_mask
-from ocr_backend.ocr.ink import is_one_line as _is_one_line
+from ocr_backend.images.crop import Area, Crop, crop_polygon, crop_rectangle, crop_region, pad
 from tests.support.drawing import draw_page
 from tests.support.photos import DIAGRAM, SCREENSHOT, light_on_dark
 
 
-def _ink(image: np.ndarray) -> np.ndarray:
-    return ink_mask(grey(as_planes(image)))
+def inside(crop: Crop) -> np.ndarray:
+    """The drawn region's own pixels in a padded crop."""
+    return crop.image[crop.drawn.top : crop.drawn.bottom, crop.drawn.left : crop.drawn.right]
 
 
 def page(width: int = 200, height: int = 100) -> np.ndarray:
     return np.full((height, width, 3), 255, dtype=np.uint8)
 
 
-def drawn_around(image: np.ndarray) -> Crop:
-    """The crop of a box a user drew around the whole picture."""
-    crop = crop_region(image, {"x": 0, "y": 0, "width": 100, "height": 100})
-    assert crop is not None
-    return crop
-
-
-def test_an_upright_rectangle_is_cut_out_exactly_with_a_margin_of_its_paper_colour():
+def test_an_upright_rectangle_is_cut_out_exactly_with_a_margin_of_its_own_edge():
     image = page()
     image[20:40, 50:150] = (10, 20, 30)  # dark paper
     image[28:32, 60:140] = 255  # light text on it
-    crop = crop_rectangle(image, {"x": 25, "y": 20, "width": 50, "height": 20, "rotation": 0}).image
-    margin = (crop.shape[0] - 20) // 2
-    assert margin >= 8 and crop.shape == (20 + 2 * margin, 100 + 2 * margin, 3)
-    assert (crop[margin:-margin, margin:-margin] == image[20:40, 50:150]).all()
-    frame = crop.copy()
+    crop = crop_rectangle(image, {"x": 25, "y": 20, "width": 50, "height": 20, "rotation": 0})
+    assert crop is not None
+    margin = crop.drawn.top
+    assert margin >= 8 and crop.image.shape == (20 + 2 * margin, 100 + 2 * margin, 3)
+    assert crop.drawn == (margin, margin + 20, margin, margin + 100)
+    assert (inside(crop) == image[20:40, 50:150]).all()
+    frame = crop.image.copy()
     frame[margin:-margin, margin:-margin] = (10, 20, 30)
     assert (frame == (10, 20, 30)).all()  # no white frame around light text
 
@@ -56,19 +42,21 @@ def test_a_rotated_rectangle_comes_out_upright():
     image = page()
     image[10:70, 93:97] = 0
     value = {"x": 50, "y": 10, "width": 30, "height": 10, "rotation": 90}
-    dark = (crop_rectangle(image, value).image < 128).all(axis=2)
+    crop = crop_rectangle(image, value)
+    assert crop is not None
+    dark = (inside(crop) < 128).all(axis=2)
     rows, columns = np.flatnonzero(dark.any(axis=1)), np.flatnonzero(dark.any(axis=0))
     assert len(rows) <= 5 and len(columns) >= 58  # long side along the text again
 
 
-def test_a_polygon_keeps_only_what_is_inside_it():
+def test_a_polygon_is_cut_out_by_its_bounding_box_as_the_photo_has_it():
     image = page()
     image[45:55, :] = 0  # a stripe across the page, inside and outside the triangle
-    # The triangle (20, 10), (120, 10), (20, 90) in pixels; its bounding box starts at (20, 10).
-    crop = crop_polygon(image, [[10, 10], [60, 10], [10, 90]]).image
-    margin = (crop.shape[0] - 80) // 2
-    assert (crop[50 - 10 + margin, 30 - 20 + margin] == 0).all()  # inside: the stripe
-    assert (crop[50 - 10 + margin, 110 - 20 + margin] == 255).all()  # outside: paper
+    # The triangle (20, 10), (120, 10), (20, 90) in pixels; its bounding box is (20, 10)-(120, 90).
+    crop = crop_polygon(image, [[10, 10], [60, 10], [10, 90]])
+    assert crop is not None
+    # Nothing painted over: what lies outside the polygon is as a user's saved crop has it.
+    assert (inside(crop) == image[10:90, 20:120]).all()
 
 
 def test_regions_without_pixels_are_none():
@@ -80,50 +68,42 @@ def test_regions_without_pixels_are_none():
     assert crop_region(image, {"points": [[10, 10], [20, 20]]}) is None
 
 
-def test_a_region_partly_outside_the_image_is_clipped_to_it_and_framed_in_its_paper_colour():
+def test_a_region_partly_outside_the_image_is_clipped_to_it_and_framed_in_its_own_colour():
     image = page()
     image[:, :] = (0, 0, 128)  # a blue sign filling the picture
-    crop = crop_rectangle(image, {"x": 90, "y": 0, "width": 20, "height": 50}).image
-    margin = (crop.shape[0] - 50) // 2
+    crop = crop_rectangle(image, {"x": 90, "y": 0, "width": 20, "height": 50})
+    assert crop is not None
+    margin = crop.drawn.top
     # Only the half on the image is cut (issue: a region 60 times the image cost 5 GB).
-    assert crop.shape[:2] == (50 + 2 * margin, 20 + 2 * margin)
-    assert (crop == (0, 0, 128)).all()  # no white frame where the image ends
-
-
-def test_one_line_is_told_apart_from_several():
-    one, _ = draw_page(["One line only"], font_size=40)
-    two, _ = draw_page(["First line", "Second line"], font_size=40)
-    assert _is_one_line(_ink(np.asarray(one)))
-    assert not _is_one_line(_ink(np.asarray(two)))
-    square = np.asarray(Image.new("RGB", (60, 60), "white"))
-    square = square.copy()
-    square[10:50, 10:50] = 0
-    assert not _is_one_line(_ink(square))  # a block as tall as wide is not a line
+    assert crop.image.shape[:2] == (50 + 2 * margin, 20 + 2 * margin)
+    assert (crop.image == (0, 0, 128)).all()  # no white frame where the image ends
 
 
 async def test_read_region_reads_one_line_several_lines_and_nothing(engine):
     one, _ = draw_page(["Order 4711"], font_size=44)
     two, _ = draw_page(["Order 4711", "Berlin"], font_size=44)
     blank = page()
-    read = [await engine.read_region(drawn_around(np.asarray(i))) for i in (one, two, blank)]
-    assert [line.text for line in read[0]] == ["Order 4711"]
-    assert [line.text for line in read[1]] == ["Order 4711", "Berlin"]
-    assert read[2] == []
+    assert [line.text for line in await engine.read_region(pad(np.asarray(one)))] == ["Order 4711"]
+    assert [line.text for line in await engine.read_region(pad(np.asarray(two)))] == [
+        "Order 4711",
+        "Berlin",
+    ]
+    assert await engine.read_region(pad(blank)) == []
 
 
 async def test_a_lone_small_character_is_still_read(engine):
     image, (line,) = draw_page(["7"], font_size=16, margin=6)
-    lines = await engine.read_region(drawn_around(np.asarray(image)))
+    lines = await engine.read_region(pad(np.asarray(image)))
     assert [line.text for line in lines] == ["7"]
 
 
 def test_an_upright_box_at_a_fraction_of_a_pixel_is_cut_on_whole_pixels():
     """Sampling between pixels blurs small text: 9-pixel `Pre-Process` read `Pra-Procoss`."""
     image = np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8)
-    crop = crop_rectangle(image, {"x": 10.13, "y": 20.41, "width": 30.2, "height": 40.3}).image
-    margin = (crop.shape[0] - 40) // 2
+    crop = crop_rectangle(image, {"x": 10.13, "y": 20.41, "width": 30.2, "height": 40.3})
+    assert crop is not None
     left, top = round(0.1013 * 200), round(0.2041 * 100)
-    inner = crop[margin:-margin, margin:-margin]
+    inner = inside(crop)
     assert (inner == image[top : top + inner.shape[0], left : left + inner.shape[1]]).all()
 
 
@@ -131,6 +111,7 @@ def test_an_upright_box_at_a_fraction_of_a_pixel_is_cut_on_whole_pixels():
 # read what lay beside the line as a character.
 def _region_text(engine, image: np.ndarray, value: dict) -> str:
     crop = crop_region(image, value)
+    assert crop is not None
     return " ".join(line.text for line in asyncio.run(engine.read_region(crop)))
 
 
@@ -184,4 +165,5 @@ async def test_a_capital_i_first_on_a_line_on_plain_paper_is_read(engine):
         "height": (bottom - top + 24) / height * 100,
     }
     crop = crop_region(np.asarray(image.convert("RGB")), value)
+    assert crop is not None
     assert [line.text for line in await engine.read_region(crop)] == ["INVOICE 2024"]

@@ -37,6 +37,7 @@ from .label_studio.schemas import NotPredicted, Prediction, Task
 from .label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from .metrics import IMAGES_FAILED, IMAGES_FETCHED
 from .ocr.lines import TextLine, mean_score
+from .ocr.precision import version_suffix
 from .priority import Priority, PriorityGate
 from .settings import Settings
 
@@ -54,7 +55,9 @@ def model_version(settings: Settings, engine: Engine) -> str:
     }
     digest = hashlib.sha256(json.dumps(output_settings, sort_keys=True).encode()).hexdigest()
     library = f"{engine.name.lower()}-{engine.version}"
-    return f"{library}-{'+'.join(settings.lang_list)}-{digest[:8]}"
+    # Not in the digest: fp32 keeps the versions it always had; bf16 reads differ, and say so.
+    suffix = version_suffix(settings.precision)
+    return f"{library}-{'+'.join(settings.lang_list)}-{digest[:8]}{suffix}"
 
 
 @dataclass(frozen=True)

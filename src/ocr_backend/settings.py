@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d+)$")
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 DetectorRuntime = Literal["torch", "onnx"]
+Precision = Literal["fp32", "bf16", "fp16"]
 # Values that must never be echoed back in an error message.
 SECRET_FIELDS = frozenset({"basic_auth_pass", "label_studio_access_token"})
 
@@ -66,6 +67,7 @@ class Settings(BaseSettings):
     lang_list: Annotated[tuple[str, ...], NoDecode] = ("mn", "en")
     device: str | None = None
     detector_runtime: DetectorRuntime = "torch"
+    precision: Precision = "fp32"
     score_threshold: float = Field(default=0.0, ge=0.0, le=1.0)
     height_ths: float = Field(default=0.5, gt=0.0, le=10.0)
     label_mappings_file: Path | None = None
@@ -133,6 +135,11 @@ class Settings(BaseSettings):
     @classmethod
     def _detector_runtime(cls, value: Any) -> str:
         return one_of(value, get_args(DetectorRuntime))
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision(cls, value: Any) -> str:
+        return one_of(value, get_args(Precision))
 
     @field_validator("label_studio_host", mode="before")
     @classmethod
@@ -246,6 +253,23 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"DETECTOR_RUNTIME=onnx runs the detector on the CPU, but DEVICE={self.device}: "
                 "set DEVICE=cpu, or DETECTOR_RUNTIME=torch to use the GPU"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _precision_fits(self) -> Settings:
+        # Whether this CPU has bf16 is checked at start-up (ocr/precision.py), not here:
+        # settings are also validated on machines that only send work to a Ray cluster.
+        if self.precision == "fp16" and self.device == "cpu":
+            raise ValueError(
+                "PRECISION=fp16 runs on a GPU only, but DEVICE=cpu: set PRECISION=bf16 "
+                "(a CPU with bf16 instructions) or PRECISION=fp32"
+            )
+        if self.precision != "fp32" and self.detector_runtime == "onnx":
+            raise ValueError(
+                f"PRECISION={self.precision} with DETECTOR_RUNTIME=onnx: the ONNX detector "
+                "computes in fp32 only. Set one of them: PRECISION=fp32, or "
+                "DETECTOR_RUNTIME=torch (PRECISION=bf16 then runs the detector with OpenVINO)"
             )
         return self
 

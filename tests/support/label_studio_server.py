@@ -185,3 +185,101 @@ class LabelStudioServer:
 
     def image_requests(self) -> list[tuple[str, dict[str, str]]]:
         return [(path, headers) for method, path, headers in self.requests if method == "GET"]
+
+
+class LabelStudioWithPredictions(LabelStudioServer):
+    """The token-checking Label Studio above, plus the API the job queue writes through.
+
+    - `GET /api/tasks/<id>/`: a task from `tasks` (id -> {"id", "project", "data"});
+    - `POST /api/predictions/`: stored in `predictions`; `refuse_writes` answers 403
+      as Label Studio does for a token whose user lost access; `write_delay` stores
+      the prediction, then waits that long before answering (a late answer);
+    - `GET /api/predictions/?task=<id>`: that task's predictions; the first
+      `failing_checks` of them answer 500;
+    - `GET /api/projects/<id>/` and `GET /api/tasks?project=<id>`: what
+      `ocr-backend annotate` reads (`label_config`, the tasks with their predictions).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.predictions: list[dict] = []
+        self.tasks: dict[int, dict] = {}
+        self.label_configs: dict[int, str] = {}
+        self.refuse_writes = False
+        self.write_delay = 0.0
+        self.failing_checks = 0
+        self._lock = threading.Lock()
+
+    def add_task(self, task_id: int, data: dict, project: int = 7) -> dict:
+        task = {"id": task_id, "project": project, "data": data}
+        self.tasks[task_id] = task
+        return task
+
+    def predictions_of(self, task_id: int) -> list[dict]:
+        with self._lock:
+            return [p for p in self.predictions if p["task"] == task_id]
+
+    def prediction_posts(self) -> int:
+        return sum(
+            1
+            for method, path, _ in self.requests
+            if method == "POST" and urlsplit(path).path == "/api/predictions/"
+        )
+
+    def post(self, handler) -> None:
+        if urlsplit(handler.path).path != "/api/predictions/":
+            return super().post(handler)
+        _, error = self.user(handler)
+        if error is not None:
+            return self.answer(handler, 401, error)
+        if self.refuse_writes:
+            detail = "You do not have permission to perform this action."
+            return self.answer(handler, 403, {"detail": detail})
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = json.loads(handler.rfile.read(length))
+        with self._lock:
+            body["id"] = len(self.predictions) + 1
+            self.predictions.append(body)
+        if self.write_delay:
+            time.sleep(self.write_delay)  # stored; the answer comes late
+        try:
+            return self.answer(handler, 201, body)
+        except (BrokenPipeError, ConnectionResetError):
+            return None  # the client gave up waiting
+
+    def get(self, handler) -> None:
+        parts = urlsplit(handler.path)
+        segments = parts.path.strip("/").split("/")
+        api = segments[:1] == ["api"]
+        if not api:
+            return super().get(handler)
+        _, error = self.user(handler)
+        if error is not None:
+            return self.answer(handler, 401, error)
+        query = parse_qs(parts.query)
+        if segments == ["api", "predictions"]:
+            if self.failing_checks > 0:
+                self.failing_checks -= 1
+                return self.answer(handler, 500, {"detail": "Server Error"})
+            return self.answer(handler, 200, self.predictions_of(int(query["task"][0])))
+        if len(segments) == 3 and segments[1] == "tasks" and segments[2].isdigit():
+            task = self.tasks.get(int(segments[2]))
+            if task is None:
+                return self.answer(handler, 404, {"detail": "Not found."})
+            return self.answer(
+                handler, 200, {**task, "predictions": self.predictions_of(task["id"])}
+            )
+        if segments == ["api", "tasks"]:
+            project = int(query["project"][0])
+            tasks = [
+                {**task, "predictions": self.predictions_of(task["id"])}
+                for task in self.tasks.values()
+                if task["project"] == project
+            ]
+            return self.answer(handler, 200, {"tasks": tasks, "total": len(tasks)})
+        if len(segments) == 3 and segments[1] == "projects" and segments[2].isdigit():
+            config = self.label_configs.get(int(segments[2]))
+            if config is None:
+                return self.answer(handler, 404, {"detail": "Not found."})
+            return self.answer(handler, 200, {"id": int(segments[2]), "label_config": config})
+        return self.answer(handler, 404, {"detail": "Not found."})

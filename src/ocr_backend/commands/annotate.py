@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
 async def annotate(settings: Settings, engine: Engine, project: int, console: Console) -> Summary:
     from ..errors import LabelConfigError, LabelStudioError, TaskError
     from ..images.fetch import new_http_client
+    from ..jobs.direct import DirectJobs
     from ..jobs.runner import read_bounded
     from ..label_studio.client import LabelStudioClient, TaskSummary
     from ..label_studio.config import parse_label_config
@@ -132,52 +133,74 @@ async def annotate(settings: Settings, engine: Engine, project: int, console: Co
             summary.fail("project", str(exc))
             return summary
         context = PredictContext(label_studio=label_studio, request_id=f"annotate:{project}")
+        # Each task claimed in the service's queue first: one the service has is left to it.
+        shared = DirectJobs(
+            settings, http, fetcher, project=project, model_version=version, label_config=config
+        )
 
-        with Progress(
-            TextColumn(f"project {project}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} images/s"),
-            TimeRemainingColumn(),
-            console=console,
-        ) as bar:
-            progress = bar.add_task("tasks", total=len(todo), rate="-")
+        async with shared:
+            with Progress(
+                TextColumn(f"project {project}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} images/s"),
+                TimeRemainingColumn(),
+                console=console,
+            ) as bar:
+                progress = bar.add_task("tasks", total=len(todo), rate="-")
 
-            async def one(summary_task: TaskSummary) -> None:
-                if stopping.is_set():
-                    return
-                task = Task.model_validate(summary_task.raw)
-                try:
-                    prediction = await predictor.read_page(task, targets, context, Priority.BULK)
-                    await client.create_prediction(
-                        task.id or 0, prediction.result, prediction.score, version
-                    )
-                    summary.written += 1
-                except TaskError as exc:
-                    summary.fail(exc.reason, f"task {task.id}: {exc}")
-                except Exception as exc:  # a bug: counted and shown, the others go on
-                    summary.fail("internal", f"task {task.id}: {type(exc).__name__}: {exc}")
-                done = summary.written + sum(summary.failed.values())
-                rate = done / max(0.001, time.monotonic() - started)
-                bar.update(progress, advance=1, rate=f"{rate:.2f}")
+                async def one(summary_task: TaskSummary) -> None:
+                    if stopping.is_set():
+                        return
+                    task = Task.model_validate(summary_task.raw)
+                    key = await shared.claim(task)
+                    if key is None:  # the service has it, and delivers it
+                        summary.skipped += 1
+                        bar.update(progress, advance=1)
+                        return
+                    try:
+                        prediction = await predictor.read_page(
+                            task, targets, context, Priority.BULK
+                        )
+                    except asyncio.CancelledError:
+                        await asyncio.shield(shared.put_back(key))
+                        raise
+                    except TaskError as exc:
+                        summary.fail(exc.reason, f"task {task.id}: {exc}")
+                        await shared.failed(key, exc.reason, str(exc))
+                    except Exception as exc:  # a bug: counted and shown, the others go on
+                        summary.fail("internal", f"task {task.id}: {type(exc).__name__}: {exc}")
+                        await shared.failed(key, "internal", f"{type(exc).__name__}: {exc}")
+                    else:
+                        # Checked against Label Studio first, then written (jobs/write_back.py).
+                        why_not = await shared.deliver(key, prediction.result, prediction.score)
+                        if why_not is None:
+                            summary.written += 1
+                        else:
+                            summary.fail("not_written", f"task {task.id}: {why_not}")
+                    done = summary.written + sum(summary.failed.values())
+                    rate = done / max(0.001, time.monotonic() - started)
+                    bar.update(progress, advance=1, rate=f"{rate:.2f}")
 
-            running: set[asyncio.Task[None]] = set()
-            waiting = iter(todo)
+                running: set[asyncio.Task[None]] = set()
+                waiting = iter(todo)
 
-            async def claim() -> TaskSummary | None:
-                return next(waiting, None)
+                async def claim() -> TaskSummary | None:
+                    return next(waiting, None)
 
-            def start(summary_task: TaskSummary) -> asyncio.Task[None]:
-                job = asyncio.create_task(one(summary_task))
-                running.add(job)
-                job.add_done_callback(running.discard)
-                return job
+                def start(summary_task: TaskSummary) -> asyncio.Task[None]:
+                    job = asyncio.create_task(one(summary_task))
+                    running.add(job)
+                    job.add_done_callback(running.discard)
+                    return job
 
-            # The runner's loop: as many images in hand as the service holds, no more.
-            await read_bounded(claim, start, capacity=predictor.images_in_hand, stopping=stopping)
-            # Images in flight finish and are written; nothing new starts after a stop.
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*running)
+                # The runner's loop: as many images in hand as the service holds, no more.
+                await read_bounded(
+                    claim, start, capacity=predictor.images_in_hand, stopping=stopping
+                )
+                # Images in flight finish and are written; nothing new starts after a stop.
+                with contextlib.suppress(Exception):
+                    await asyncio.gather(*running)
     summary.interrupted = stopping.is_set()
     summary.seconds = time.monotonic() - started
     return summary

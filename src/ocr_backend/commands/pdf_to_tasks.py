@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the engine's imports cost seconds: only when the command runs
     from ..documents.batch import ConvertOptions, DocumentResult
-    from ..documents.pdf import PdfFile
-    from ..errors import DocumentError
+    from ..documents.renderer import RenderLimits
     from ..ocr.local import LocalEngine
 
 HELP = (
@@ -58,6 +57,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the project's label config XML (default: the OCR template with "
         '<Image valueList="$pages">, written to --out/label-config.xml)',
     )
+    caps = parser.add_argument_group(
+        "caps",
+        "each PDF is rendered in a process of its own, within these caps; a PDF that "
+        "passes one is left out with its reason, and the others go on",
+    )
+    caps.add_argument(
+        "--max-pages", type=int, default=1000, metavar="N",
+        help="refuse a PDF of more pages than this, before rendering any (default 1000)",
+    )  # fmt: skip
+    caps.add_argument(
+        "--max-output", default="10G", metavar="SIZE",
+        help="bytes of page images the whole run may write, e.g. 500M, 20G (default 10G); the "
+        "PDF that would pass it is left out",
+    )  # fmt: skip
+    caps.add_argument(
+        "--render-memory", metavar="SIZE",
+        help="memory (address space) of the rendering process (default 2G, more when "
+        "MAX_IMAGE_PIXELS is above 50 million)",
+    )  # fmt: skip
+    caps.add_argument(
+        "--page-timeout", type=float, default=60, metavar="SECONDS",
+        help="seconds to render and write one page (default 60)",
+    )  # fmt: skip
     parser.add_argument(
         "--predict",
         action="store_true",
@@ -67,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..documents.batch import ConvertOptions, open_pdfs
+    from ..documents.batch import ConvertOptions
     from ..documents.tasks import DOCUMENT_LABEL_CONFIG, PageUrls
     from ..errors import LabelConfigError, StartupError
     from ..label_studio.config import parse_label_config
@@ -90,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.dpi <= 0:
         return _fail(f"--dpi must be above 0, not {args.dpi:g}")
+    limits = _limits(args, settings.max_image_pixels)
+    if isinstance(limits, str):
+        return _fail(limits)
     pdfs = _pdf_files(args.pdfs)
     if isinstance(pdfs, str):
         return _fail(pdfs)
@@ -132,11 +157,10 @@ def run(args: argparse.Namespace) -> int:
         page_urls=page_urls,
         score_threshold=settings.score_threshold,
         model_version=model_version,
+        limits=limits,
     )
-    opened = open_pdfs(pdfs)
-    total = sum(len(pdf) for _, pdf in opened if not isinstance(pdf, Exception))
     try:
-        results = _with_progress(opened, options, engine, total)
+        results = _with_progress(pdfs, options, engine)
     finally:
         if engine is not None:
             engine.close()
@@ -159,13 +183,39 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _limits(args: argparse.Namespace, max_pixels: int) -> RenderLimits | str:
+    """The caps the options give, or what is wrong with them."""
+    from ..documents.renderer import GiB, RenderLimits, parse_size
+
+    if args.max_pages < 1:
+        return f"--max-pages must be 1 or more, not {args.max_pages}"
+    if not args.page_timeout > 0:
+        return f"--page-timeout must be above 0 seconds, not {args.page_timeout:g}"
+    # A page of MAX_IMAGE_PIXELS is held about three times over while it is rendered and
+    # saved (PDFium's 4-byte bitmap, Pillow's RGB copy, the PNG encoder's rows); 16 bytes
+    # a pixel, on top of 1 GiB for Python and PDFium, leaves room to spare.
+    memory = max(2 * GiB, 16 * max_pixels + GiB)
+    sizes = {"--max-output": args.max_output, "--render-memory": args.render_memory}
+    parsed = {}
+    for option, text in sizes.items():
+        if text is None:
+            continue
+        try:
+            parsed[option] = parse_size(text)
+        except ValueError:
+            return f"{option} must be a size such as 500M or 2G, not {text!r}"
+    return RenderLimits(
+        max_pages=args.max_pages,
+        max_output=parsed["--max-output"],
+        memory=parsed.get("--render-memory", memory),
+        page_timeout=args.page_timeout,
+    )
+
+
 def _with_progress(
-    opened: list[tuple[Path, PdfFile | DocumentError]],
-    options: ConvertOptions,
-    engine: LocalEngine | None,
-    total: int,
+    pdfs: list[Path], options: ConvertOptions, engine: LocalEngine | None
 ) -> list[DocumentResult]:
-    """Convert, with a progress bar of pages on stderr."""
+    """Convert, with a progress bar of pages on stderr (its total grows as PDFs are opened)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
@@ -176,9 +226,18 @@ def _with_progress(
                TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=console, transient=not console.is_terminal) as progress:
         label = "reading pages" if engine else "rendering pages"
-        bar = progress.add_task(label, total=total)
+        bar = progress.add_task(label, total=None)
+        counted = 0
+
+        def on_count(pages: int) -> None:
+            nonlocal counted
+            counted += pages
+            progress.update(bar, total=counted)
+
         return asyncio.run(
-            convert_documents(opened, options, engine, on_page=lambda: progress.advance(bar))
+            convert_documents(
+                pdfs, options, engine, on_page=lambda: progress.advance(bar), on_count=on_count
+            )
         )
 
 

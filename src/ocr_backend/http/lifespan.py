@@ -21,9 +21,8 @@ from .. import metrics
 from ..engine import Engine, load_engine
 from ..images.fetch import new_http_client
 from ..jobs.answers import QueuedPredictions
-from ..jobs.database import JOBS_DIR
 from ..jobs.runner import JobRunner
-from ..jobs.store import NO_PROJECT, JobStore
+from ..jobs.store import JOBS_DIR, NO_PROJECT, JobStore, job_scope
 from ..label_studio.projects import STORE_DIR, ProjectStore
 from ..label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from ..predictor import Predictor
@@ -74,11 +73,15 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
                 settings.model_dir / STORE_DIR, max_projects=settings.max_projects
             )
 
-            def connect(project: str) -> LabelStudio:
-                return fetcher.connect(projects.load(None if project == NO_PROJECT else project))
+            def connect(project: str, host: str | None) -> LabelStudio:
+                """A queued task's Label Studio: the host it was queued for."""
+                setup = projects.load(None if project == NO_PROJECT else project)
+                return fetcher.connect_to(host, setup)
 
             predictor = Predictor(ocr, fetcher, settings)
-            job_store = JobStore(settings.model_dir / JOBS_DIR)
+            # Shared by every worker (and `annotate`) of this Label Studio; another
+            # service on the same MODEL_DIR never claims these rows (jobs/store.py).
+            job_store = JobStore(settings.model_dir / JOBS_DIR, scope=job_scope(settings))
             runner = JobRunner(
                 job_store,
                 predictor,

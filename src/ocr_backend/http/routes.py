@@ -27,9 +27,11 @@ from ..label_studio.schemas import (
 from ..predictor import PredictContext, check_pages, images_to_read
 from ..priority import Priority, priority_of
 from ..settings import Settings
+from .delivery import ConfirmedAnswer
 from .deps import (
     AdmissionDep,
     EngineDep,
+    JobStoreDep,
     LabelStudioDep,
     PredictorDep,
     PredictRequestDep,
@@ -116,14 +118,20 @@ async def setup(
     settings: SettingsDep,
     projects: ProjectsDep,
     predictor: PredictorDep,
+    job_store: JobStoreDep,
 ) -> SetupResponse:
-    """Check that the project's label config can be served; answer the model version."""
+    """Check that the project's label config can be served; answer the model version.
+
+    Results whose writing Label Studio refused are tried again: a /setup may bring a
+    new token.
+    """
     # Label Studio gives /setup 3 s: parse the config, never load anything.
     try:
         await targets_for(body.label_config, settings)
     except LabelConfigError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
     projects.save(body.project, ProjectSetup(body.label_config, body.hostname, body.access_token))
+    await job_store.run(job_store.resume_writes, body.project or "-")
     return SetupResponse(model_version=predictor.model_version)
 
 
@@ -157,7 +165,7 @@ async def predict(
     admission: AdmissionDep,
     queued: QueuedPredictionsDep,
     log_context: RequestContextDep,
-) -> PredictResponse:
+) -> PredictResponse | ConfirmedAnswer:
     """Read every line of text in each task's image: one region per line.
 
     Answers within PREDICT_DEADLINE. A task not read by then, or whose image
@@ -200,7 +208,7 @@ async def predict(
         # bulk work. More tasks: any number, waiting on disk, not in memory.
         person = priority_of(body.tasks) is Priority.PEOPLE
         with admission.admit(images, pages=targets.multi_page) if person else nullcontext():
-            results, summary = await queued.predict(
+            results, summary, carried = await queued.predict(
                 body.tasks,
                 project=body.project,
                 label_config=config,
@@ -209,6 +217,16 @@ async def predict(
                 request_id=log_context.id,
             )
         log_context.outcome = summary.describe()
+        log_context.failed = sum(
+            1 for item in results if isinstance(item, NotPredicted) and item.status == "failed"
+        )
+        request_id = log_context.id
+        # Delivered only once sent: a client that hung up gets them written instead.
+        return ConfirmedAnswer(
+            PredictResponse(results=results).model_dump(mode="json", exclude_none=True),
+            sent=lambda: queued.answers_sent(carried, request_id),
+            not_sent=lambda: queued.answers_not_sent(carried, request_id),
+        )
     log_context.failed = sum(
         1 for result in results if isinstance(result, NotPredicted) and result.status == "failed"
     )

@@ -4,19 +4,16 @@ Label Studio's rectangle is its top-left corner (x, y), its size, and a
 rotation in degrees clockwise about that corner; x and width are percent of
 the image width, y and height percent of its height. A rotated rectangle is
 turned upright as it is cut out, so the text in it reads left to right. A
-polygon is cut out by its bounding box.
+polygon is cut out by its bounding box, as a user would save it.
 
-What is not the region (outside a polygon, beyond the image's edge) and a
-margin around it are painted the region's own paper colour, never white:
-around white text on a blue sign a white frame is darker than nothing, it
-is more ink than the letters, and the recogniser read it as `E...|`. Pure
+The margin around the region, and what of a rotated one lies beyond the
+image's edge, are the crop's own outermost pixels drawn outwards, never a
+colour of its own: around white text on a blue sign a white (or
+paper-coloured) frame was read as letters (`E...|`). The crop says where in
+it the region lies (`Crop.drawn`): what detection finds mostly in the
+margin is a neighbour the box's edge cut through (ocr/drawn.py). Pure
 functions over numpy arrays of any number of planes (RGB, or images/planes.py's
 colour and grey), no I/O.
-
-A crop says where in it the user's region lies (`Crop.drawn`): on plain
-paper the margin and the box's own blank edge look the same, and the drawn
-edge tells a neighbour's line the box cut through from the line it was
-drawn around (ocr/drawn.py).
 """
 
 from __future__ import annotations
@@ -46,10 +43,10 @@ class Area(NamedTuple):
 
 @dataclass(frozen=True)
 class Crop:
-    """A region cut out upright with a margin of its paper colour, and where it was drawn."""
+    """A drawn region cut out upright, with a margin; `drawn` is where the region lies in it."""
 
-    image: np.ndarray  # the padded upright crop: images/planes.py's layout, or RGB
-    drawn: Area  # where in `image` the user's region lies
+    image: np.ndarray
+    drawn: Area
 
 
 def crop_region(image: np.ndarray, value: Mapping[str, Any]) -> Crop | None:
@@ -99,12 +96,8 @@ def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> Crop | None:
         dtype=np.float64,
     )
     size = (max(1, round(u1 - u0)), max(1, round(v1 - v0)))
-    # Replicating the edge keeps the pixels along it from blending with a colour not there.
-    upright = _warp(image, to_image, size, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
-    # Which output pixels sample the image; the rest lie beyond its edge.
-    ones = np.ones(image.shape[:2], np.uint8)
-    inside = _warp(ones, to_image, size, cv2.INTER_NEAREST, cv2.BORDER_CONSTANT)
-    return pad(upright, inside.astype(bool))
+    # Beyond the image's edge, its last pixels go on: no colour the photo does not have.
+    return pad(_warp(image, to_image, size, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE))
 
 
 def crop_polygon(image: np.ndarray, points: Sequence[Sequence[float]]) -> Crop | None:
@@ -124,35 +117,23 @@ def crop_polygon(image: np.ndarray, points: Sequence[Sequence[float]]) -> Crop |
     cv2.fillPoly(inside, [np.round(outline).astype(np.int32)], 1)
     if not inside.any():
         return None
-    return pad(box, inside.astype(bool))
+    # Its bounding box, as a user would save it; what lies outside the polygon is left
+    # as it is: painting it over drew edges the photo does not have.
+    return pad(box)
 
 
-def pad(crop: np.ndarray, inside: np.ndarray | None = None) -> Crop:
-    """The crop with a margin, and what is not `inside` the region, in its paper colour.
+def pad(crop: np.ndarray) -> Crop:
+    """The crop with a margin of its own border, replicated; `drawn` is the crop within.
 
-    The margin lets text touching the region's edge still be found and read
-    whole. The paper colour is the region's median colour, plane by plane:
-    the background a loosely drawn box holds more of than anything else.
+    The margin lets detection find text that touches the region's edge. It
+    is the crop's own outermost pixels, drawn outwards, never a colour of its
+    own: a white or paper-coloured frame around white text on a blue sign was
+    read as letters (`E...|`).
     """
-    if inside is None:
-        inside = np.ones(crop.shape[:2], dtype=bool)
-    region = crop[inside] if inside.any() else crop.reshape(-1, *crop.shape[2:])
-    # A sample of 100k pixels tells the paper as well as all of a large region does.
-    paper = np.median(region[:: max(1, len(region) // 100_000)], axis=0).astype(crop.dtype)
-    painted = crop.copy()
-    painted[~inside] = paper
-    margin = _margin(min(crop.shape[:2]))
-    planes = 1 if crop.ndim == 2 else crop.shape[2]
-    padded = cv2.copyMakeBorder(
-        painted,
-        margin,
-        margin,
-        margin,
-        margin,
-        cv2.BORDER_CONSTANT,
-        value=[float(v) for v in np.broadcast_to(paper, (planes,))],
-    )
     height, width = crop.shape[:2]
+    margin = _margin(min(height, width))
+    padded = cv2.copyMakeBorder(crop, margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+    padded = padded.reshape(height + 2 * margin, width + 2 * margin, *crop.shape[2:])
     return Crop(padded, Area(margin, margin + height, margin, margin + width))
 
 

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..label_studio.config import config_digest
 from ..label_studio.schemas import NotPredicted, Prediction, Task
@@ -29,12 +30,26 @@ from .store import NO_PROJECT, Delivery, Entry, JobStore, Outcome, State
 log = logging.getLogger(__name__)
 
 
-def task_key(project: str, task: Task, model_version: str) -> str:
+def task_key(
+    project: str,
+    task: Task,
+    model_version: str,
+    *,
+    ls_project: int | None = None,
+    ls_host: str | None = None,
+) -> str:
     """One task of one project for one model version, with the data it had.
 
-    The data is part of it: a task whose image changed is a new piece of work.
+    The data is part of it: a task whose image changed is a new piece of work. A
+    task of a known Label Studio project has one key whoever queues it (a /predict,
+    whatever its project string, or `ocr-backend annotate`), so the queue's atomic
+    claims deliver it once.
     """
-    identity = json.dumps([project, task.id, model_version, task.data], sort_keys=True, default=str)
+    if ls_project is not None and task.id is not None:
+        who: list[Any] = ["label-studio", ls_host, ls_project]
+    else:
+        who = [project]
+    identity = json.dumps([*who, task.id, model_version, task.data], sort_keys=True, default=str)
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
@@ -90,26 +105,38 @@ class QueuedPredictions:
         label_studio: LabelStudio,
         deadline: float,
         request_id: str,
-    ) -> tuple[list[Prediction | NotPredicted], AnswerSummary]:
-        """One entry per task, in order, by `deadline` (a time.monotonic() instant)."""
+    ) -> tuple[list[Prediction | NotPredicted], AnswerSummary, list[str]]:
+        """One entry per task, in order, by `deadline` (a time.monotonic() instant), and
+        the keys of the results this answer carries: `answers_sent` once it is sent,
+        `answers_not_sent` when the client is gone."""
         if project is not None:
             # SQLite keeps UTF-8: a lone surrogate a client sent is kept escaped, as text.
             project = project.encode("utf-8", "backslashreplace").decode("utf-8")
         scope = project or NO_PROJECT
         digest = config_digest(label_config)
-        entries = [
-            Entry(
-                key=task_key(scope, task, self.model_version),
-                project=scope,
-                ls_project=label_studio_project(project, task),
-                task_id=task.id,
-                model_version=self.model_version,
-                config_digest=digest,
-                task=task.model_dump(mode="json"),
-                asked_by=request_id,
+        entries = []
+        for task in tasks:
+            ls_project = label_studio_project(project, task)
+            key = task_key(
+                scope,
+                task,
+                self.model_version,
+                ls_project=ls_project,
+                ls_host=label_studio.host,
             )
-            for task in tasks
-        ]
+            entries.append(
+                Entry(
+                    key=key,
+                    project=scope,
+                    ls_project=ls_project,
+                    task_id=task.id,
+                    model_version=self.model_version,
+                    config_digest=digest,
+                    task=task.model_dump(mode="json"),
+                    asked_by=request_id,
+                    ls_host=label_studio.host,  # fixed now: a later /setup does not move it
+                )
+            )
         keys = [entry.key for entry in entries]
         priority = priority_of(tasks)
         # Background writers hold back until then (wall clock: other processes read it).
@@ -134,7 +161,23 @@ class QueuedPredictions:
             self._item(outcomes.get(entry.key), writable and entry.task_id is not None)
             for entry in entries
         ]
-        return items, self._summary(items, label_studio, entries)
+        carried = [key for key, outcome in outcomes.items() if outcome.answered_here]
+        return items, self._summary(items, label_studio, entries), carried
+
+    async def answers_sent(self, keys: list[str], request_id: str) -> None:
+        if keys:
+            await self.store.run(self.store.answers_sent, keys, request_id)
+
+    async def answers_not_sent(self, keys: list[str], request_id: str) -> None:
+        if keys:
+            await self.store.run(self.store.answers_not_sent, keys, request_id)
+            self.runner.work.notify()
+            log.warning(
+                "request %s: the client hung up before its answer was sent; %d result(s) "
+                "read for it are written to Label Studio through its API instead",
+                request_id,
+                len(keys),
+            )
 
     def _item(self, outcome: Outcome | None, writable: bool) -> Prediction | NotPredicted:
         version = self.model_version

@@ -43,6 +43,7 @@ class JobProgress:
     failures: dict[str, int] = field(default_factory=dict)  # reason: count
     failure_examples: list[str] = field(default_factory=list)
     not_written: list[str] = field(default_factory=list)  # why results wait for an answer
+    writes_stopped: int = 0  # results Label Studio refused too often: until /setup or a start
     images_per_second: float = 0.0
     seconds_left: float | None = None
     started_at: float | None = None
@@ -102,6 +103,7 @@ def job_progress(
     for job in shown:
         job.failure_examples = store.failure_examples(job.project, REASONS_SHOWN)
         job.not_written = store.write_errors(job.project, REASONS_SHOWN)
+        job.writes_stopped = store.writes_stopped(job.project)
         recent, first_start = store.finished_since(job.project, now - RATE_WINDOW_S)
         if recent and first_start:
             window = max(1.0, min(RATE_WINDOW_S, now - first_start))

@@ -20,24 +20,21 @@ from typing import TypeVar
 
 import httpx
 
-from ..errors import LabelConfigError, LabelStudioError, TaskError
-from ..label_studio.client import LabelStudioClient
+from ..errors import LabelConfigError, TaskError
 from ..label_studio.config import OcrTargets, parse_label_config
 from ..label_studio.schemas import Task
 from ..label_studio.storage import LabelStudio
-from ..metrics import JOB_READS, JOB_WRITES
+from ..metrics import JOB_READS
 from ..predictor import PredictContext, Predictor
 from .progress import job_progress, log_progress, publish_progress
 from .store import Claimed, JobStore
+from .write_back import WriteBack
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.5  # how often to look for work other processes queued
 HEARTBEAT_S = 5.0
 PROGRESS_S = 10.0  # a log line per active job this often
-WRITE_RETRY_S = 60.0
-# Without a host or a token nothing changes until the service restarts or /setup sends one.
-UNWRITABLE_RETRY_S = 300.0
 WRITE_BATCH = 16
 STOP_GRACE_S = 25.0  # within uvicorn's 30 s graceful shutdown
 # Rows delivered or failed longer ago are dropped: as long as /jobs shows a finished job.
@@ -99,7 +96,7 @@ class JobRunner:
         self,
         store: JobStore,
         predictor: Predictor,
-        connect: Callable[[str], LabelStudio],
+        connect: Callable[[str, str | None], LabelStudio],
         http: httpx.AsyncClient,
         *,
         capacity: int,
@@ -117,11 +114,13 @@ class JobRunner:
         self._loops: list[asyncio.Task[None]] = []
         # Reads under way, each with whether the engine has started on it.
         self._reads: dict[asyncio.Task[None], asyncio.Event] = {}
-        self._write_errors: dict[str, str] = {}  # per project, the last one logged
+        self.writer = WriteBack(store, connect, http)
 
     async def start(self) -> None:
         await self.store.run(self.store.heartbeat)
         reads, writes = await self.store.run(self.store.recover)
+        # A start tries again what Label Studio refused before (a new token, say).
+        await self.store.run(self.store.resume_writes, None)
         if reads or writes:
             log.info(
                 "resuming jobs left by a stopped process: %d task(s) queued again, "
@@ -202,7 +201,8 @@ class JobRunner:
     async def _read_claimed(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
         task = Task.model_validate(claimed.task)
         context = PredictContext(
-            label_studio=self.connect(claimed.project), request_id=claimed.asked_by
+            label_studio=self.connect(claimed.project, claimed.ls_host),
+            request_id=claimed.asked_by,
         )
         try:
             targets = self._targets_for(claimed.label_config)
@@ -244,54 +244,8 @@ class JobRunner:
             if not claims:
                 await self.work.wait(1.0)
                 continue
-            for claimed in claims:
-                # A claimed write is always finished or given back, also while stopping.
-                await asyncio.shield(self._write(claimed))
-
-    async def _write(self, claimed: Claimed) -> None:
-        assert claimed.task_id is not None and claimed.result is not None
-        label_studio = self.connect(claimed.project)
-        try:
-            if label_studio.host is None:
-                raise LabelStudioError(
-                    "no Label Studio host is known to write predictions to: set "
-                    "LABEL_STUDIO_HOST and LABEL_STUDIO_ACCESS_TOKEN",
-                    reason="no_host",
-                )
-            client = LabelStudioClient(self.http, label_studio.host, label_studio.auth)
-            if claimed.unsure and claimed.model_version in await client.prediction_versions(
-                claimed.task_id
-            ):
-                log.info(
-                    "job %s: task %s was written before the stop", claimed.project, claimed.task_id
-                )
-            else:
-                await client.create_prediction(
-                    claimed.task_id, claimed.result, claimed.score or 0.0, claimed.model_version
-                )
-        except LabelStudioError as exc:
-            JOB_WRITES.labels(exc.reason).inc()
-            if self._write_errors.get(claimed.project) != str(exc):  # once, not per task
-                self._write_errors[claimed.project] = str(exc)
-                log.warning(
-                    "job %s: results not written to Label Studio, kept for the next answer "
-                    "that asks for them (see GET /jobs): %s",
-                    claimed.project,
-                    exc,
-                )
-            retry = UNWRITABLE_RETRY_S if exc.reason in ("no_host", "no_token") else WRITE_RETRY_S
-            await self.store.run(self.store.write_failed, claimed.key, str(exc), retry)
-            return
-        except Exception:
-            log.exception("job %s: writing task %s failed", claimed.project, claimed.task_id)
-            JOB_WRITES.labels("internal").inc()
-            await self.store.run(
-                self.store.write_failed, claimed.key, "an unexpected error", WRITE_RETRY_S
-            )
-            return
-        JOB_WRITES.labels("written").inc()
-        self._write_errors.pop(claimed.project, None)
-        await self.store.run(self.store.written, claimed.key)
+            # A claimed write is always finished or given back, also while stopping.
+            await asyncio.shield(self.writer.write_all(claims))
 
     # -- staying alive ------------------------------------------------------------------
 

@@ -10,9 +10,15 @@ by a stop resumes at the next start.
 
 A row's life:
 
-    queued ──claim──▶ reading ──▶ done ──┬─ answered  (in a /predict answer)
+    queued ──claim──▶ reading ──▶ done ──┬─ answering ──▶ answered  (a /predict answer, sent)
        ▲                  │              └─ writing ──▶ written  (through the API)
-       └──── retry ◀── failed
+       └──── retry ◀── failed                  └──▶ unsure (cut short: check first)
+
+Every row is for one Label Studio: `scope` is the LABEL_STUDIO_HOST of the
+service that queued it ('' without one), and a service claims only rows of
+its own scope, so two services that share a MODEL_DIR never read or write
+each other's tasks. `ls_host` is the host the row is written to, fixed when
+it is queued: a later /setup does not move it.
 
 Calls block for a millisecond or so; `JobStore` runs them on one thread of
 its own so the event loop never waits on the disk.
@@ -21,6 +27,7 @@ its own so the event loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import socket
@@ -34,7 +41,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..priority import Priority
-from .database import FILE_NAME, open_database
+from ..settings import Settings
+from .database import FILE_NAME, JOBS_DIR, open_database
 
 T = TypeVar("T")
 
@@ -54,18 +62,27 @@ class Delivery(StrEnum):
     ANSWERED = "answered"  # given in a /predict answer
     WRITING = "writing"  # being written to Label Studio through its API
     WRITTEN = "written"  # written through the API
-    UNSURE = "unsure"  # a write cut short by a stop: Label Studio may hold it already
+    UNSURE = "unsure"  # a write cut short, or answered late: Label Studio may hold it
+    ANSWERING = "answering"  # in a /predict answer not yet sent whole
 
 
 # The project of a request that names none (a client other than Label Studio): its tasks
 # are queued apart, and written with the settings' Label Studio only.
 NO_PROJECT = "-"
 
+__all__ = ["FILE_NAME", "JOBS_DIR"]  # where the queue lives (jobs/database.py)
+
 # A result written through the API this recently is not answered again: the request
 # asking for it was most likely sent before Label Studio stored the written one.
 RECENTLY_WRITTEN_S = 120.0
 # An owner that has not said it is alive for this long is gone (another machine, or hung).
 OWNER_TIMEOUT_S = 60.0
+# An answer claimed this long ago and not confirmed sent never reached Label Studio whole
+# (the process died while sending it): Label Studio may or may not hold it, so it is
+# checked, then written. Sending an answer takes milliseconds; a minute is generous.
+ANSWERING_STALE_S = 60.0
+# write_after of results whose writing stopped (refused too often): until /setup or a start.
+WRITES_STOPPED = 1e18
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -89,6 +106,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     delivered_to TEXT,
     write_error TEXT,
     write_after REAL NOT NULL DEFAULT 0,
+    write_attempts INTEGER NOT NULL DEFAULT 0,
+    scope TEXT NOT NULL DEFAULT '',
+    ls_host TEXT,
     wanted_until REAL NOT NULL DEFAULT 0,
     asked_by TEXT,
     created_at REAL NOT NULL,
@@ -98,10 +118,18 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_queue ON tasks (state, priority, seq);
 CREATE INDEX IF NOT EXISTS tasks_project ON tasks (project, state);
 CREATE TABLE IF NOT EXISTS configs (digest TEXT PRIMARY KEY, label_config TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tasks_scope ON tasks (scope, state, delivery);
 CREATE TABLE IF NOT EXISTS owners (
     owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, seen_at REAL NOT NULL
 );
 """
+
+# Columns added since the first release: a file made then gets them at the next start.
+ADDED_COLUMNS = {
+    "write_attempts": "INTEGER NOT NULL DEFAULT 0",
+    "scope": "TEXT NOT NULL DEFAULT ''",
+    "ls_host": "TEXT",
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +144,7 @@ class Entry:
     config_digest: str
     task: dict[str, Any]
     asked_by: str = "-"  # the request id, for the log lines about this task
+    ls_host: str | None = None  # the Label Studio it is written to, as resolved now
 
 
 @dataclass(frozen=True)
@@ -134,6 +163,8 @@ class Claimed:
     result: list[dict[str, Any]] | None = None
     score: float | None = None
     unsure: bool = False  # a write cut short: Label Studio may hold it already
+    ls_host: str | None = None
+    write_attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,22 +200,28 @@ def pid_alive(pid: int) -> bool:
 class JobStore:
     """The queue file, and the atomic steps every process takes on it."""
 
-    def __init__(self, directory: Path, *, owner: str | None = None) -> None:
+    def __init__(self, directory: Path, *, owner: str | None = None, scope: str = "") -> None:
         self.path = Path(directory) / FILE_NAME
         self.owner = owner or new_owner()
+        self.scope = scope  # the only rows this process queues, claims and writes
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs-db")
         self._db: sqlite3.Connection | None = None
 
     # -- plumbing ---------------------------------------------------------------------
 
-    async def run(self, call: Callable[..., T], *args: Any) -> T:
+    async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, call, *args)
+        return await loop.run_in_executor(self._thread, functools.partial(call, *args, **kwargs))
 
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            self._db = open_database(self.path, SCHEMA)
+            db = open_database(self.path, SCHEMA)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(tasks)")}
+            for column, kind in ADDED_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {kind}")
+            self._db = db
         return self._db
 
     def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
@@ -239,7 +276,8 @@ class JobStore:
                     db.execute(
                         "INSERT INTO tasks (key, seq, project, ls_project, task_id, "
                         "model_version, config, task, priority, state, wanted_until, asked_by, "
-                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                        "created_at, scope, ls_host) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
                         (
                             entry.key,
                             base + index,
@@ -253,6 +291,8 @@ class JobStore:
                             wanted_until,
                             entry.asked_by,
                             now,
+                            self.scope,
+                            entry.ls_host,
                         ),
                     )
                     queued += 1
@@ -321,7 +361,11 @@ class JobStore:
         return None
 
     def claim_answers(self, keys: Sequence[str], answer: str) -> dict[str, Outcome]:
-        """Each task's outcome; the results done and undelivered are now this answer's."""
+        """Each task's outcome; the results done and undelivered are now this answer's.
+
+        They are `answering` until the answer is sent (`answers_sent`), or given back
+        to the writer when the client is gone (`answers_not_sent`).
+        """
         now = time.time()
 
         def body(db: sqlite3.Connection) -> dict[str, Outcome]:
@@ -335,7 +379,7 @@ class JobStore:
                     mine = row["state"] == "done" and row["delivery"] is None
                     if mine:
                         db.execute(
-                            "UPDATE tasks SET delivery = 'answered', delivered_at = ?, "
+                            "UPDATE tasks SET delivery = 'answering', delivered_at = ?, "
                             "delivered_to = ? WHERE key = ?",
                             (now, answer, row["key"]),
                         )
@@ -355,6 +399,27 @@ class JobStore:
 
         return self._transaction(body)
 
+    def answers_sent(self, keys: Sequence[str], answer: str) -> None:
+        """The answer that claimed these results went out whole: they are delivered."""
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(
+                "UPDATE tasks SET delivery = 'answered', delivered_at = ? "  # noqa: S608
+                f"WHERE key IN ({marks}) AND delivery = 'answering' AND delivered_to = ?",
+                (time.time(), *chunk, answer),
+            )
+
+    def answers_not_sent(self, keys: Sequence[str], answer: str) -> None:
+        """The client hung up before the answer went out: the writer writes them now."""
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            marks = ",".join("?" * len(chunk))
+            self.db.execute(
+                "UPDATE tasks SET delivery = NULL, delivered_at = NULL, "  # noqa: S608
+                "delivered_to = NULL, wanted_until = 0 "
+                f"WHERE key IN ({marks}) AND delivery = 'answering' AND delivered_to = ?",
+                (*chunk, answer),
+            )
+
     # -- the background reader ----------------------------------------------------------
 
     def claim_next(self, most_urgent_only: bool) -> Claimed | None:
@@ -362,11 +427,11 @@ class JobStore:
         limit = int(Priority.PEOPLE) if most_urgent_only else int(Priority.BULK)
         row = self.db.execute(
             "UPDATE tasks SET state = 'reading', owner = ?, started_at = ? WHERE key = ("
-            "SELECT key FROM tasks WHERE state = 'queued' AND priority <= ? "
+            "SELECT key FROM tasks WHERE state = 'queued' AND priority <= ? AND scope = ? "
             "ORDER BY priority, seq LIMIT 1) "
             "RETURNING key, project, ls_project, task_id, model_version, config, task, priority, "
-            "asked_by",
-            (self.owner, time.time(), limit),
+            "asked_by, ls_host",
+            (self.owner, time.time(), limit, self.scope),
         ).fetchone()
         return None if row is None else self._claimed(row)
 
@@ -384,6 +449,7 @@ class JobStore:
             task=json.loads(row["task"]),
             priority=Priority(row["priority"]),
             asked_by=row["asked_by"] or "-",
+            ls_host=row["ls_host"],
             **extra,
         )
 
@@ -413,32 +479,124 @@ class JobStore:
             (key, self.owner),
         )
 
+    # -- a process that reads and writes tasks itself (`ocr-backend annotate`) -----------
+
+    def claim_direct(self, entry: Entry, label_config: str, listed_at: float) -> bool:
+        """Whether this process now reads `entry` itself (a row `reading`, owned here).
+
+        Not when someone else has it: queued, being read, read and waiting, or
+        delivered since `listed_at` (when Label Studio said the task lacked it).
+        """
+        now = time.time()
+
+        def body(db: sqlite3.Connection) -> bool:
+            db.execute(
+                "INSERT OR IGNORE INTO configs (digest, label_config) VALUES (?, ?)",
+                (entry.config_digest, label_config),
+            )
+            row = db.execute(
+                "SELECT state, delivery, delivered_at FROM tasks WHERE key = ?", (entry.key,)
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO tasks (key, seq, project, ls_project, task_id, model_version, "
+                    "config, task, priority, state, owner, asked_by, created_at, started_at, "
+                    "scope, ls_host) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'reading', ?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.key,
+                        time.time_ns() // 1000,
+                        entry.project,
+                        entry.ls_project,
+                        entry.task_id,
+                        entry.model_version,
+                        entry.config_digest,
+                        json.dumps(entry.task),
+                        int(Priority.BULK),
+                        self.owner,
+                        entry.asked_by,
+                        now,
+                        now,
+                        self.scope,
+                        entry.ls_host,
+                    ),
+                )
+                return True
+            lost = (
+                row["delivery"] in ("answered", "written")
+                and (row["delivered_at"] or 0) < listed_at
+            )
+            if row["state"] != "failed" and not lost:
+                return False
+            db.execute(
+                "UPDATE tasks SET state = 'reading', owner = ?, started_at = ?, result = NULL, "
+                "delivery = NULL, delivered_to = NULL, delivered_at = NULL, reason = NULL, "
+                "error = NULL, task = ? WHERE key = ?",
+                (self.owner, now, json.dumps(entry.task), entry.key),
+            )
+            return True
+
+        return self._transaction(body)
+
+    def finish_to_write(
+        self, key: str, result: list[dict[str, Any]], score: float
+    ) -> Claimed | None:
+        """Read here, and now this process's to write (no one else may deliver it)."""
+        now = time.time()
+        row = self.db.execute(
+            "UPDATE tasks SET state = 'done', result = ?, score = ?, finished_at = ?, "
+            "delivery = 'writing', delivered_to = ?, delivered_at = ? "
+            "WHERE key = ? AND owner = ? AND state = 'reading' "
+            "RETURNING key, project, ls_project, task_id, model_version, config, task, "
+            "priority, asked_by, ls_host, write_attempts",
+            (json.dumps(result), score, now, self.owner, now, key, self.owner),
+        ).fetchone()
+        if row is None:
+            return None
+        return self._claimed(row, result=result, score=score, write_attempts=row["write_attempts"])
+
+    def delivery_of(self, key: str) -> tuple[str | None, str | None]:
+        """A row's delivery and its last write error."""
+        row = self.db.execute(
+            "SELECT delivery, write_error FROM tasks WHERE key = ?", (key,)
+        ).fetchone()
+        return (row["delivery"], row["write_error"]) if row else (None, None)
+
     # -- the background writer ----------------------------------------------------------
 
     def claim_writes(self, limit: int) -> list[Claimed]:
-        """Results no answer took in time, now this process's to write through the API."""
+        """Results no answer took in time, now this process's to write through the API.
+
+        Also answers claimed and never confirmed sent: unsure, so checked first.
+        """
         now = time.time()
 
         def body(db: sqlite3.Connection) -> list[Claimed]:
             rows = db.execute(
-                "UPDATE tasks SET delivery = 'writing', delivered_to = ?, delivered_at = ? "
-                "WHERE key IN (SELECT key FROM tasks WHERE state = 'done' "
-                "AND (delivery IS NULL OR delivery = 'unsure') AND wanted_until < ? "
-                "AND write_after <= ? AND ls_project IS NOT NULL AND task_id IS NOT NULL "
-                "ORDER BY seq LIMIT ?) "
-                "RETURNING key, project, ls_project, task_id, model_version, config, task, "
-                "priority, asked_by, result, score, write_error",
-                (self.owner, now, now, now, limit),
+                "SELECT key, delivery FROM tasks WHERE state = 'done' AND scope = ? "
+                "AND ((delivery IS NULL OR delivery = 'unsure') AND wanted_until < ? "
+                "AND write_after <= ? OR delivery = 'answering' AND delivered_at < ?) "
+                "AND ls_project IS NOT NULL AND task_id IS NOT NULL ORDER BY seq LIMIT ?",
+                (self.scope, now, now, now - ANSWERING_STALE_S, limit),
             ).fetchall()
-            return [
-                self._claimed(
-                    row,
-                    result=json.loads(row["result"]),
-                    score=row["score"],
-                    unsure=row["write_error"] == UNSURE,
+            claims = []
+            for row in rows:
+                claimed = db.execute(
+                    "UPDATE tasks SET delivery = 'writing', delivered_to = ?, delivered_at = ? "
+                    "WHERE key = ? RETURNING key, project, ls_project, task_id, model_version, "
+                    "config, task, priority, asked_by, result, score, ls_host, write_attempts",
+                    (self.owner, now, row["key"]),
+                ).fetchone()
+                claims.append(
+                    self._claimed(
+                        claimed,
+                        result=json.loads(claimed["result"]),
+                        score=claimed["score"],
+                        unsure=row["delivery"] in ("unsure", "answering"),
+                        write_attempts=claimed["write_attempts"],
+                    )
                 )
-                for row in rows
-            ]
+            return claims
 
         return self._transaction(body)
 
@@ -449,13 +607,73 @@ class JobStore:
             (time.time(), key, self.owner),
         )
 
-    def write_failed(self, key: str, error: str, retry_in: float) -> None:
-        """Not written: kept for the next answer that asks for it, and tried again later."""
+    def write_failed(
+        self,
+        key: str,
+        error: str,
+        retry_in: float,
+        *,
+        unsure: bool,
+        attempt: bool = True,
+        attempts: int = 0,
+    ) -> None:
+        """Not written: tried again after `retry_in` seconds.
+
+        Kept for the next answer that asks for it, unless `unsure`: a write whose outcome
+        is unknown (cut short, answered late, or a check that failed) stays unsure, and
+        is checked against Label Studio before it is written again.
+        """
         self.db.execute(
-            "UPDATE tasks SET delivery = NULL, delivered_to = NULL, delivered_at = NULL, "
-            "write_error = ?, write_after = ? WHERE key = ? AND delivery = 'writing' "
-            "AND delivered_to = ?",
-            (error, time.time() + retry_in, key, self.owner),
+            "UPDATE tasks SET delivery = ?, delivered_to = NULL, delivered_at = NULL, "
+            "write_error = ?, write_after = ?, write_attempts = MAX(write_attempts + ?, ?) "
+            "WHERE key = ? AND delivery = 'writing' AND delivered_to = ?",
+            (
+                "unsure" if unsure else None,
+                error,
+                time.time() + retry_in,
+                int(attempt),
+                attempts,
+                key,
+                self.owner,
+            ),
+        )
+
+    def refusals(self, project: str) -> int:
+        """The most failed writes of one of the project's results still to be written."""
+        row = self.db.execute(
+            "SELECT MAX(write_attempts) FROM tasks WHERE project = ? AND scope = ? "
+            "AND state != 'failed' AND (delivery IS NULL OR delivery IN ('unsure', 'writing'))",
+            (project, self.scope),
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def hold_writes(self, project: str, until: float, error: str) -> int:
+        """No write of `project` before `until` (Label Studio refused one), of the results
+        waiting and of those still being read: one write probes at a time."""
+        return self.db.execute(
+            "UPDATE tasks SET write_after = MAX(write_after, ?), write_error = ? "
+            "WHERE project = ? AND scope = ? AND state != 'failed' "
+            "AND (delivery IS NULL OR delivery = 'unsure')",
+            (until, error, project, self.scope),
+        ).rowcount
+
+    def resume_writes(self, project: str | None = None) -> int:
+        """Writes held back or stopped try again now (a /setup, or a start)."""
+        return self.db.execute(
+            "UPDATE tasks SET write_after = 0, write_attempts = 0 WHERE scope = ? "
+            "AND state != 'failed' AND (delivery IS NULL OR delivery = 'unsure') "
+            "AND (write_after > ? OR write_attempts > 0) AND (? IS NULL OR project = ?)",
+            (self.scope, time.time(), project, project),
+        ).rowcount
+
+    def read_again(self, key: str, task: dict[str, Any]) -> None:
+        """A result read from data Label Studio does not hold: read its own data instead."""
+        self.db.execute(
+            "UPDATE tasks SET state = 'queued', owner = NULL, result = NULL, score = NULL, "
+            "delivery = NULL, delivered_to = NULL, delivered_at = NULL, task = ?, "
+            "write_error = NULL, write_attempts = 0, write_after = 0, wanted_until = 0 "
+            "WHERE key = ? AND delivery = 'writing' AND delivered_to = ?",
+            (json.dumps(task), key, self.owner),
         )
 
     # -- processes come and go --------------------------------------------------------
@@ -541,8 +759,9 @@ class JobStore:
     # -- progress (jobs/progress.py) -----------------------------------------------------
 
     def counts(self, since: float) -> list[Count]:
-        """Tasks by project, state, delivery and failure reason: those created since
-        `since`, and every one still queued, being read, or waiting to be delivered."""
+        """Tasks of this scope by project, state, delivery and failure reason: those
+        created since `since`, and every one still queued, being read, or waiting to be
+        delivered."""
         return [
             Count(
                 project=row["project"],
@@ -554,10 +773,10 @@ class JobStore:
             )
             for row in self.db.execute(
                 "SELECT project, state, delivery, reason, COUNT(*) AS n, "
-                "MIN(created_at) AS first FROM tasks WHERE created_at > ? "
-                "OR state IN ('queued', 'reading') OR (state = 'done' AND delivery IS NULL) "
+                "MIN(created_at) AS first FROM tasks WHERE scope = ? AND (created_at > ? "
+                "OR state IN ('queued', 'reading') OR (state = 'done' AND delivery IS NULL)) "
                 "GROUP BY project, state, delivery, reason",
-                (since,),
+                (self.scope, since),
             )
         ]
 
@@ -566,8 +785,9 @@ class JobStore:
         return [
             row["error"]
             for row in self.db.execute(
-                "SELECT DISTINCT error FROM tasks WHERE project = ? AND state = 'failed' LIMIT ?",
-                (project, limit),
+                "SELECT DISTINCT error FROM tasks WHERE project = ? AND scope = ? "
+                "AND state = 'failed' LIMIT ?",
+                (project, self.scope, limit),
             )
         ]
 
@@ -576,18 +796,29 @@ class JobStore:
         return [
             row["write_error"]
             for row in self.db.execute(
-                "SELECT DISTINCT write_error FROM tasks WHERE project = ? AND state = 'done' "
-                "AND delivery IS NULL AND write_error IS NOT NULL LIMIT ?",
-                (project, limit),
+                "SELECT DISTINCT write_error FROM tasks WHERE project = ? AND scope = ? "
+                "AND state = 'done' AND (delivery IS NULL OR delivery = 'unsure') "
+                "AND write_error IS NOT NULL LIMIT ?",
+                (project, self.scope, limit),
             )
         ]
+
+    def writes_stopped(self, project: str) -> int:
+        """How many of the project's results wait after Label Studio refused too often."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM tasks WHERE project = ? AND scope = ? AND state = 'done' "
+            "AND (delivery IS NULL OR delivery = 'unsure') AND write_after >= ?",
+            (project, self.scope, WRITES_STOPPED),
+        ).fetchone()
+        return int(row[0])
 
     def finished_since(self, project: str, since: float) -> tuple[int, float | None]:
         """How many of the project's tasks finished since `since`, and when the first of
         them was started."""
         count, first_start = self.db.execute(
-            "SELECT COUNT(*), MIN(started_at) FROM tasks WHERE project = ? AND finished_at > ?",
-            (project, since),
+            "SELECT COUNT(*), MIN(started_at) FROM tasks WHERE project = ? AND scope = ? "
+            "AND finished_at > ?",
+            (project, self.scope, since),
         ).fetchone()
         return int(count), first_start
 
@@ -613,3 +844,13 @@ CHUNK = 500  # keys per query: well under SQLite's 32,766 host parameters
 
 def _chunks(items: Sequence[str], size: int = CHUNK) -> list[Sequence[str]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def job_scope(settings: Settings) -> str:
+    """Which rows of a shared queue file are this service's: those of its Label Studio.
+
+    LABEL_STUDIO_HOST names it; without one, the Label Studio of each row is the host
+    /setup named when it was queued, and such services share the rows among them.
+    """
+    host = settings.label_studio_host
+    return host.rstrip("/") if host else ""

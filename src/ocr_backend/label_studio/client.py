@@ -51,16 +51,25 @@ class LabelStudioClient:
             )
         except LabelStudioError:
             raise
-        except httpx.TimeoutException:
-            raise LabelStudioError(
-                f"Label Studio at {self.host} did not answer {method} {path} in time",
-                reason="timeout",
-            ) from None
-        except httpx.HTTPError as exc:
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # Never connected: nothing was sent.
             raise LabelStudioError(
                 f"cannot reach Label Studio at {self.host} ({type(exc).__name__}); "
                 "is LABEL_STUDIO_HOST right and Label Studio up?",
                 reason="unreachable",
+            ) from None
+        except httpx.TimeoutException:
+            # Sent, maybe whole: Label Studio may have done it and answered late.
+            raise LabelStudioError(
+                f"Label Studio at {self.host} did not answer {method} {path} in time "
+                "(FETCH_TIMEOUT)",
+                reason="timeout",
+            ) from None
+        except httpx.HTTPError as exc:
+            raise LabelStudioError(
+                f"the connection to Label Studio at {self.host} was cut during {method} {path} "
+                f"({type(exc).__name__})",
+                reason="cut",
             ) from None
         if response.status_code in (401, 403):
             raise LabelStudioError(
@@ -92,6 +101,16 @@ class LabelStudioClient:
         body = {"task": task_id, "result": result, "score": score, "model_version": model_version}
         created = await self._call("POST", "/api/predictions/", json=body)
         return created.get("id") if isinstance(created, dict) else None
+
+    async def task(self, task_id: int) -> dict[str, Any] | None:
+        """A task as Label Studio holds it (`id`, `project`, `data`, ...); None when gone."""
+        try:
+            found = await self._call("GET", f"/api/tasks/{task_id}/")
+        except LabelStudioError as exc:
+            if exc.reason == "http_404":
+                return None
+            raise
+        return found if isinstance(found, dict) else None
 
     async def prediction_versions(self, task_id: int) -> set[str]:
         """The model versions of the predictions a task has."""

@@ -143,6 +143,21 @@ class LabelStudioImageFetcher(ImageFetcher):
             )
         return LabelStudio(host=host, auth=auth, own_origins=own)
 
+    def connect_to(self, host: str | None, setup: ProjectSetup | None) -> LabelStudio:
+        """The Label Studio at `host`, fixed when a task was queued, whatever /setup says now.
+
+        With LABEL_STUDIO_HOST that is the settings' host and token. Without it, the
+        token /setup sent goes only to the host /setup sent with it: after a /setup
+        naming another host, tasks queued before are not written until a /setup
+        names their host again.
+        """
+        if self.settings.label_studio_host is not None or host is None:
+            return self.connect(setup)
+        setup_host = (setup.hostname or "").strip().rstrip("/") if setup else ""
+        if setup is not None and setup_host == host:
+            return self.connect(setup)
+        return LabelStudio(host=host, own_origins=frozenset({origin(host)}))
+
     def cache_key(self, ref: Any, label_studio: LabelStudio | None = None) -> Any:
         """One relative path on two Label Studio hosts, or with two tokens, is two images.
 

@@ -175,9 +175,19 @@ def export_craft(net: torch.nn.Module, path: Path) -> None:
 
 
 def load_onnx_craft(
-    net: torch.nn.Module, weights: Path, model_dir: Path, threads: int
+    net: torch.nn.Module,
+    weights: Path,
+    model_dir: Path,
+    threads: int,
+    *,
+    setting: str = "DETECTOR_RUNTIME=onnx",
+    instead: str = "DETECTOR_RUNTIME=torch",
 ) -> tuple[OnnxCraft, Path]:
-    """The ONNX detector for these weights: the cached export if it is sound, else a new one."""
+    """The ONNX detector for these weights: the cached export if it is sound, else a new one.
+
+    `setting` asked for the export (PRECISION=bf16 reuses it), `instead` needs none: for
+    the error message.
+    """
     path = model_dir / export_name(file_md5(weights))
     if path.is_file():
         try:
@@ -193,9 +203,9 @@ def load_onnx_craft(
         export_craft(net, path)
     except OSError as exc:
         raise EngineError(
-            f"DETECTOR_RUNTIME=onnx cannot write the exported detector into "
+            f"{setting} cannot write the exported detector into "
             f"MODEL_DIR={model_dir} ({exc.strerror or exc}): make MODEL_DIR writable, "
-            "or set DETECTOR_RUNTIME=torch"
+            f"or set {instead}"
         ) from None
     craft = OnnxCraft.from_file(path, threads)
     craft.check_against(net)  # a fresh export that differs is a bug: let it raise

@@ -1,4 +1,4 @@
-"""Building EasyOCR readers from the settings: device, weights, detector runtime, warm-up.
+"""Building EasyOCR readers from the settings: device, weights, detector runtime, precision.
 
 Serving them (threads, async) is the engines' job (ocr/local.py,
 ocr/cluster.py); this module only builds one ready reader at a time.
@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import DeviceUnavailable
 from .easyocr_reader import NAME, EasyOcrReader, easyocr_version, load_recogniser
+from .precision import apply_precision, check_precision
 from .weights import locate_weights, one_folder
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def resolve_device(requested: str | None) -> str:
 
 def check_startup(settings: Settings) -> None:
     """What would stop every reader from loading, checked in seconds. Raises StartupError."""
-    resolve_device(settings.device)
+    check_precision(settings.precision, resolve_device(settings.device))
     locate_weights(settings.lang_list, settings.model_dir, settings.model_download)
 
 
@@ -72,6 +73,7 @@ class ReaderFactory:
         self.languages = tuple(settings.lang_list)
         self.version = easyocr_version()
         self.device = resolve_device(settings.device)
+        check_precision(settings.precision, self.device)
         self.weights = locate_weights(
             settings.lang_list, settings.model_dir, settings.model_download
         )
@@ -105,6 +107,7 @@ class ReaderFactory:
             use_onnx_detector(
                 reader, device=self.device, weights=self.weights, model_dir=settings.model_dir
             )
+        apply_precision(reader, settings, self.device, self.weights)
         # torch sets itself up on the first call: pay that now, not in the first request.
         warm_up = np.full((64, 256, 3), 255, dtype=np.uint8)
         warm_up[24:40, 32:224] = 0
