@@ -199,8 +199,15 @@ def test_invented_projects_share_one_series_and_jobs_lists_a_bounded_number(
 ):
     # Before: 20,000 invented projects made 160,000 series (24.5 MB per scrape) and an
     # 8.7 MB /jobs; here 120 made 120 entries and 720 series.
-    configured = changed(settings, model_dir=tmp_path, predict_deadline=2.0)
+    configured = changed(
+        settings,
+        model_dir=tmp_path,
+        predict_deadline=2.0,
+        basic_auth_user="operator",
+        basic_auth_pass="secret",  # noqa: S106 - a test's own password
+    )
     with client_for(configured) as service:
+        service.auth = ("operator", "secret")  # /jobs names projects to an operator only
         assert service.post(
             "/setup", json={"project": "15.1", "label_config": OCR_TEMPLATE}
         ).is_success
