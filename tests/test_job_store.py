@@ -39,15 +39,15 @@ def stores(tmp_path: Path):
 def test_a_task_is_claimed_once_read_and_answered_once(stores):
     one, other = stores
     assert one.submit([entry("a")], CONFIGS, Priority.BULK, 0.0) == 1
-    assert one.unsettled(["a"]) == 1
+    assert one.first_unsettled(["a"]) == 0
     claimed = one.claim_next(False)
     assert claimed is not None and claimed.key == "a" and claimed.label_config == OCR_TEMPLATE
     assert claimed.asked_by == "req-1" and claimed.priority is Priority.BULK
     assert other.claim_next(False) is None  # never the same task twice
     other.finish("a", [{"id": "x"}], 0.5)  # not its claim: ignored
-    assert one.unsettled(["a"]) == 1
+    assert one.first_unsettled(["a"]) == 0
     one.finish("a", [{"id": "x"}], 0.9)
-    assert one.unsettled(["a"]) == 0
+    assert one.first_unsettled(["a"]) is None
 
     first = other.claim_answers(["a"], "req-2")["a"]
     assert first.answered_here and first.result == [{"id": "x"}] and first.score == 0.9
@@ -168,7 +168,7 @@ def test_delivered_and_failed_rows_are_forgotten_after_a_while_and_nothing_else(
     one.fail("d", "pdf", "a PDF")
     assert one.forget_delivered(older_than_s=3600) == 0  # delivered just now: kept
     assert one.forget_delivered(older_than_s=-1) == 2  # "later": the answered and the failed
-    assert one.unsettled(["q"]) == 1  # what is still queued stays
+    assert one.first_unsettled(["q"]) == 0  # what is still queued stays
     (job,) = job_progress(one)
     assert (job.queued, job.answered, job.failed) == (1, 0, 0)
 

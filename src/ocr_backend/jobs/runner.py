@@ -37,7 +37,9 @@ HEARTBEAT_S = 5.0
 PROGRESS_S = 10.0  # a log line per active job this often
 WRITE_BATCH = 16
 STOP_GRACE_S = 25.0  # within uvicorn's 30 s graceful shutdown
-KEEP_DELIVERED_S = 7 * 24 * 3600.0  # rows delivered or failed longer ago are dropped
+# Rows delivered or failed longer ago are dropped: as long as /jobs shows a finished job.
+KEEP_DELIVERED_S = 24 * 3600.0
+PRUNE_S = 600.0  # how often: 40 requests a second apart can be many rows
 
 
 T = TypeVar("T")
@@ -98,8 +100,10 @@ class JobRunner:
         http: httpx.AsyncClient,
         *,
         capacity: int,
+        known_project: Callable[[str], bool] = lambda project: True,
     ) -> None:
         self.store = store
+        self.known_project = known_project  # /setup knows it: listed before invented ones
         self.predictor = predictor
         self.connect = connect
         self.http = http
@@ -185,6 +189,16 @@ class JobRunner:
         return read
 
     async def _read(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
+        try:
+            await self._read_claimed(claimed, at_engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The outcome could not be stored (the disk full, the file locked too long): the
+            # row stays `reading` under this process until a restart (issue 22, defect 17).
+            log.exception("job %s: the outcome of a read could not be stored", claimed.project)
+
+    async def _read_claimed(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
         task = Task.model_validate(claimed.task)
         context = PredictContext(
             label_studio=self.connect(claimed.project, claimed.ls_host),
@@ -248,10 +262,14 @@ class JobRunner:
                     reads, _ = await self.store.run(self.store.recover)
                     if reads:
                         self.work.notify()
-                if time.monotonic() - last_prune > 3600:
+                if time.monotonic() - last_prune > PRUNE_S:
                     last_prune = time.monotonic()
-                    await self.store.run(self.store.forget_delivered, KEEP_DELIVERED_S)
-                progress = await self.store.run(job_progress, self.store)
+                    await self.store.run(
+                        self.store.forget_delivered,
+                        KEEP_DELIVERED_S,
+                        self.predictor.settings.max_projects,
+                    )
+                progress = await self.store.run(job_progress, self.store, self.known_project)
                 publish_progress(progress)
                 if time.monotonic() - last_progress > PROGRESS_S:
                     last_progress = time.monotonic()
