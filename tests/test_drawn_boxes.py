@@ -37,7 +37,7 @@ from tests.support.signs import MADE
 # street signs' collage and the screenshot (large pages) are in the full harness.
 # readtext on six pages and about 100 readings of boxes: a minute on a quiet machine,
 # several beside other work, so past the suite's 300 s per test.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # runs long: not in `make test-fast`
 SAMPLE_PAGES = ("diagram_white_on_colour.jpeg", *MADE)
 SAMPLE_EVERY = 4  # every fourth confident line of each: about 45 boxes
 MOST_LOST = 0.2  # CER: no box may read worse than readtext on its crop by more
