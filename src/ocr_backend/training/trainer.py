@@ -27,6 +27,7 @@ import time
 from collections import deque
 from typing import Any
 
+from ..jobs.store import pid_alive
 from ..metrics import TRAINING_CER, TRAINING_DONE
 from ..settings import Settings
 from .pipeline import PROGRESS, read_progress
@@ -38,15 +39,8 @@ log = logging.getLogger(__name__)
 
 
 def alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether a training's recorded pid (any JSON value) is a live process here."""
+    return isinstance(pid, int) and pid > 0 and pid_alive(pid)
 
 
 def settings_environment(settings: Settings) -> dict[str, str]:
