@@ -25,7 +25,7 @@ from ..label_studio.storage import LabelStudio
 from ..metrics import JOB_ANSWER_ITEMS
 from ..priority import priority_of
 from .runner import POLL_S, JobRunner
-from .store import NO_PROJECT, Delivery, Entry, JobStore, Outcome, State
+from .store import NO_PROJECT, Delivery, Entry, JobStore, Outcome, State, stored_project
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,7 @@ class QueuedPredictions:
         the keys of the results this answer carries: `answers_sent` once it is sent,
         `answers_not_sent` when the client is gone."""
         if project is not None:
-            # SQLite keeps UTF-8: a lone surrogate a client sent is kept escaped, as text.
-            project = project.encode("utf-8", "backslashreplace").decode("utf-8")
+            project = stored_project(project)
         scope = project or NO_PROJECT
         version = self.version_for(project)
         digest = config_digest(label_config)

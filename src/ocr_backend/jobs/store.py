@@ -70,6 +70,13 @@ class Delivery(StrEnum):
 # are queued apart, and written with the settings' Label Studio only.
 NO_PROJECT = "-"
 
+
+def stored_project(project: str) -> str:
+    """A project id as the queue keeps it: SQLite holds UTF-8, so a lone surrogate a
+    client sent is kept escaped, as text."""
+    return project.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 __all__ = ["FILE_NAME", "JOBS_DIR"]  # where the queue lives (jobs/database.py)
 
 # A result written through the API this recently is not answered again: the request
@@ -663,7 +670,7 @@ class JobStore:
             "UPDATE tasks SET write_after = 0, write_attempts = 0 WHERE scope = ? "
             "AND state != 'failed' AND (delivery IS NULL OR delivery = 'unsure') "
             "AND (write_after > ? OR write_attempts > 0) AND (? IS NULL OR project = ?)",
-            (self.scope, time.time(), project, project),
+            (self.scope, time.time(), *[None if project is None else stored_project(project)] * 2),
         ).rowcount
 
     def read_again(self, key: str, task: dict[str, Any]) -> None:
