@@ -222,6 +222,25 @@ def test_a_body_that_is_not_a_predict_request_is_a_422_naming_the_field(client, 
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
 
 
+def test_every_route_with_a_body_answers_400_to_bytes_that_are_not_text_and_documents_it(client):
+    # The fuzzer once found /train answering an undocumented 400 (b"\xff" as the body).
+    paths = client.get("/openapi.json").json()["paths"]
+    with_body = sorted(
+        (path, method)
+        for path, methods in paths.items()
+        for method, operation in methods.items()
+        if "requestBody" in operation
+    )
+    assert ("/predict", "post") in with_body and ("/train", "post") in with_body
+    for path, method in with_body:
+        response = client.request(
+            method, path, content=b"\xff", headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400, path
+        assert "send UTF-8 JSON" in response.json()["detail"], path
+        assert "400" in paths[path][method]["responses"], path
+
+
 def test_webhook_acknowledges_an_annotation_event_and_does_nothing(client):
     response = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}})
     assert response.status_code == 200

@@ -56,11 +56,11 @@ FASTAPI_UNPARSABLE = "There was an error parsing the body"
 
 async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
     if exc.status_code == 400 and exc.detail == FASTAPI_UNPARSABLE:
+        path = request.url.path
+        example = f"e.g. {EXAMPLE_BODY}" if path == "/predict" else f"(/docs has {path}'s example)"
         return JSONResponse(
             status_code=400,
-            content={
-                "detail": f"The request body cannot be read: send UTF-8 JSON, e.g. {EXAMPLE_BODY}"
-            },
+            content={"detail": f"The request body cannot be read: send UTF-8 JSON {example}"},
         )
     return await http_exception_handler(request, exc)
 

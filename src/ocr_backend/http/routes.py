@@ -49,6 +49,11 @@ from .examples import PREDICT_RESPONSE_EXAMPLE, SETUP_EXAMPLES, WEBHOOK_EXAMPLES
 router = APIRouter()
 
 # /predict's 422: FastAPI's list of field errors, or one sentence about the label config.
+# Every route with a JSON body: the handler answers 400 when the body is not even text.
+UNREADABLE: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The body is not UTF-8 text"}
+}
+
 UNPROCESSABLE: dict[str, Any] = {
     "description": "The body is not a predict request, or its label config cannot be served",
     "content": {
@@ -113,7 +118,10 @@ async def prometheus_metrics(trainer: TrainerDep) -> Response:
     summary="Label Studio connects a project",
     response_model=SetupResponse,
     responses={
-        400: {"model": ErrorResponse, "description": "A config it cannot serve"},
+        400: {
+            "model": ErrorResponse,
+            "description": "A config it cannot serve, or a body that is not UTF-8 text",
+        },
         413: {"model": ErrorResponse, "description": "A config over MAX_LABEL_CONFIG_BYTES"},
     },
 )
@@ -148,7 +156,7 @@ async def setup(
     response_model_exclude_none=True,
     responses={
         200: {"content": {"application/json": {"example": PREDICT_RESPONSE_EXAMPLE}}},
-        400: {"model": ErrorResponse, "description": "The body is not UTF-8 text"},
+        **UNREADABLE,
         422: UNPROCESSABLE,
         413: {
             "model": ErrorResponse,
@@ -245,7 +253,7 @@ async def predict(
     "/webhook",
     summary="Annotation events and training requests",
     response_model=WebhookResponse,
-    responses={400: {"model": ErrorResponse, "description": "The body is not UTF-8 text"}},
+    responses=UNREADABLE,
 )
 async def webhook(
     body: Annotated[WebhookRequest, Body(openapi_examples=WEBHOOK_EXAMPLES)],
@@ -262,6 +270,7 @@ async def webhook(
     "/train",
     summary="Training request from a Label Studio with the training webhook off (legacy)",
     response_model=WebhookResponse,
+    responses=UNREADABLE,
 )
 async def train(body: TrainRequest, trainer: TrainerDep) -> WebhookResponse:
     return start_training(trainer, body.project)
