@@ -7,6 +7,7 @@ started, stands for one that died holding work.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -171,6 +172,44 @@ def test_delivered_and_failed_rows_are_forgotten_after_a_while_and_nothing_else(
     assert one.first_unsettled(["q"]) == 0  # what is still queued stays
     (job,) = job_progress(one)
     assert (job.queued, job.answered, job.failed) == (1, 0, 0)
+
+
+def stored(store: JobStore, key: str) -> tuple[dict, str]:
+    row = store.db.execute("SELECT task, config FROM tasks WHERE key = ?", (key,)).fetchone()
+    return json.loads(row["task"]), row["config"]
+
+
+def test_a_result_keeps_its_data_and_config_until_delivered_and_gets_them_back_when_asked(
+    stores,
+):
+    # The write-back compares a result's data with Label Studio's own and reads the task
+    # again when they differ. With the data cleared as soon as a task was read, every
+    # result looked forged: read again, cleared again, and never written (two services on
+    # one MODEL_DIR: no task written in 134 s).
+    one, _ = stores
+    one.submit([entry("w"), entry("x", 2)], CONFIGS, Priority.BULK, 0.0)
+    for _ in "wx":
+        one.claim_next(False)
+    one.finish("w", [{"id": "r"}], 0.8)
+    one.finish("x", [{"id": "r"}], 0.8)
+    assert stored(one, "w") == (entry("w").task, "c")
+    one.claim_answers(["x"], "req-2")
+    writes = one.claim_writes(16)
+    assert [(c.key, c.task, c.label_config) for c in writes] == [
+        ("w", entry("w").task, OCR_TEMPLATE)
+    ]
+    one.written("w")
+    one.answers_sent(["x"], "req-2")
+    # Delivered: neither is needed any more (defect 10: they made the file grow).
+    assert stored(one, "w") == ({}, "-") and stored(one, "x") == ({}, "-")
+    with pytest.MonkeyPatch.context() as patch:  # asked again, after the write was lost
+        later = time.time() + store_module.RECENTLY_WRITTEN_S + 1
+        patch.setattr(store_module.time, "time", lambda: later)
+        one.submit([entry("w"), entry("x", 2)], CONFIGS, Priority.BULK, 0.0)
+        assert {(c.key, c.task["data"]["ocr"]) for c in one.claim_writes(16)} == {
+            ("w", "w.png"),
+            ("x", "x.png"),
+        }
 
 
 def test_states_keep_the_values_stored_in_existing_queue_files():

@@ -336,11 +336,14 @@ class JobStore:
                 ):
                     # Label Studio asks only for tasks that lack this model version: the one
                     # delivered before is gone (deleted, or an answer it dropped). Give the
-                    # stored result again rather than read the image again.
+                    # stored result again rather than read the image again. Its data and
+                    # config come back with it (the key names that data): the write-back
+                    # needs them if no answer takes it.
                     db.execute(
                         "UPDATE tasks SET delivery = NULL, delivered_at = NULL, "
-                        "delivered_to = NULL, wanted_until = ? WHERE key = ?",
-                        (wanted_until, entry.key),
+                        "delivered_to = NULL, wanted_until = ?, config = ?, task = ? "
+                        "WHERE key = ?",
+                        (wanted_until, entry.config_digest, json.dumps(entry.task), entry.key),
                     )
             return queued
 
@@ -411,8 +414,9 @@ class JobStore:
         for chunk in _chunks(list(dict.fromkeys(keys))):
             marks = ",".join("?" * len(chunk))
             self.db.execute(
-                "UPDATE tasks SET delivery = 'answered', delivered_at = ? "  # noqa: S608
-                f"WHERE key IN ({marks}) AND delivery = 'answering' AND delivered_to = ?",
+                "UPDATE tasks SET delivery = 'answered', delivered_at = ?, "  # noqa: S608
+                f"task = '{{}}', config = '-' WHERE key IN ({marks}) AND delivery = 'answering' "
+                "AND delivered_to = ?",
                 (time.time(), *chunk, answer),
             )
 
@@ -460,14 +464,20 @@ class JobStore:
             **extra,
         )
 
-    # A task read (or failed) needs neither its data nor its label config any more: the
-    # write-back sends the result, and a retry brings both again. Kept, they made 40
-    # anonymous requests (50 KB of data per task, a 100 KB config each) 44.6 MB of rows.
+    # A task delivered, failed, or read with nowhere to write it needs neither its data
+    # nor its label config any more: an answer sends the result, and asking again brings
+    # both again (its key names that data). Kept, they made 40 anonymous requests (50 KB
+    # of data per task, a 100 KB config each) 44.6 MB of rows. A result still to be
+    # written keeps them: the write-back compares the data with Label Studio's own, and
+    # reads the task again (with its config) when they differ. Cleared here, every
+    # result looked forged, was read again, and none was ever written.
     def finish(self, key: str, result: list[dict[str, Any]], score: float) -> None:
         self.db.execute(
             "UPDATE tasks SET state = 'done', result = ?, score = ?, finished_at = ?, "
-            "delivery = NULL, task = '{}', config = '-' WHERE key = ? AND owner = ? "
-            "AND state = 'reading'",
+            "delivery = NULL, "
+            "task = CASE WHEN ls_project IS NULL OR task_id IS NULL THEN '{}' ELSE task END, "
+            "config = CASE WHEN ls_project IS NULL OR task_id IS NULL THEN '-' ELSE config END "
+            "WHERE key = ? AND owner = ? AND state = 'reading'",
             (json.dumps(result), score, time.time(), key, self.owner),
         )
 
@@ -609,8 +619,9 @@ class JobStore:
 
     def written(self, key: str) -> None:
         self.db.execute(
-            "UPDATE tasks SET delivery = 'written', delivered_at = ?, write_error = NULL "
-            "WHERE key = ? AND delivery = 'writing' AND delivered_to = ?",
+            "UPDATE tasks SET delivery = 'written', delivered_at = ?, write_error = NULL, "
+            "task = '{}', config = '-' WHERE key = ? AND delivery = 'writing' "
+            "AND delivered_to = ?",
             (time.time(), key, self.owner),
         )
 
