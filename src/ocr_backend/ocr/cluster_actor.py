@@ -6,6 +6,7 @@ when RAY_ADDRESS is set.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
@@ -118,6 +119,14 @@ def connect(settings: Settings) -> Any:
     """`ray.init` on RAY_ADDRESS, failing in seconds with one clear message."""
     address = settings.ray_address or "auto"
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        # Said before the probe below, which waits CONNECT_TIMEOUT on a port that is silent.
+        raise ClusterUnreachable(
+            f"RAY_ADDRESS={address}: a ray:// address requires pip package `ray[client]` "
+            "(grpcio is not installed; the cluster extra installs plain ray). Install it, "
+            "give the Ray head's GCS address (host:6379) instead, or unset RAY_ADDRESS to "
+            "read in this process"
+        )
     if host and port.isdigit():
         # Ray retries an address that does not answer for minutes: ask it once first.
         try:
