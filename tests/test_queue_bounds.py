@@ -281,11 +281,6 @@ async def states(store) -> list[str]:
 
 
 @pytest.mark.slow  # waits for fetch time-outs and the runner's upkeep
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 22 defect 17 is open: re-queueing this process's own stuck claims from "
-    "the upkeep loop kept test_jobs' queues from draining; taken out",
-)
 async def test_tasks_read_while_the_disk_is_full_are_not_left_reading(settings, engine, tmp_path):
     # Before: a task whose result could not be stored stayed `reading` until the next
     # restart (2 of 2 still stuck 90 s after space returned), and every ask said "pending".

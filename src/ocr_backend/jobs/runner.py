@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -39,6 +39,8 @@ WRITE_BATCH = 16
 STOP_GRACE_S = 25.0  # within uvicorn's 30 s graceful shutdown
 # Rows delivered or failed longer ago are dropped: as long as /jobs shows a finished job.
 KEEP_DELIVERED_S = 24 * 3600.0
+STORE_RETRY_S = 0.5  # the first wait before storing a read's outcome again
+MAX_STORE_RETRY_S = 30.0
 PRUNE_S = 600.0  # how often: 40 requests a second apart can be many rows
 
 
@@ -194,9 +196,34 @@ class JobRunner:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The outcome could not be stored (the disk full, the file locked too long): the
-            # row stays `reading` under this process until a restart (issue 22, defect 17).
-            log.exception("job %s: the outcome of a read could not be stored", claimed.project)
+            log.exception("job %s: reading task %s failed", claimed.project, claimed.task_id)
+
+    async def _stored(self, claimed: Claimed, call: Callable[..., object], *args: Any) -> None:
+        """Store a read's outcome; when that fails (the disk full, the file locked too long)
+        try again, each wait twice the last, until it is stored or the service stops.
+
+        Given up on, the row stayed `reading` under this process until a restart, and every
+        later ask answered "pending" (2 of 2 still stuck 90 s after space returned). The
+        read keeps its place meanwhile, so nothing more is claimed while the disk is full.
+        """
+        wait = STORE_RETRY_S
+        while True:
+            try:
+                await self.store.run(call, *args)
+                return
+            except Exception as exc:
+                if self.stopping.is_set():  # left `reading`: recovered at the next start
+                    raise
+                log.warning(
+                    "job %s: the outcome of task %s could not be stored (%s); trying again "
+                    "in %.1f s",
+                    claimed.project,
+                    claimed.task_id,
+                    exc,
+                    wait,
+                )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, MAX_STORE_RETRY_S)
 
     async def _read_claimed(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
         task = Task.model_validate(claimed.task)
@@ -218,11 +245,11 @@ class JobRunner:
             # `failed` logs with its traceback. Either way the neighbours go on.
             failed = self.predictor.failed(task, exc, context)
             JOB_READS.labels("failed").inc()
-            await self.store.run(self.store.fail, claimed.key, failed.reason, failed.error)
+            await self._stored(claimed, self.store.fail, claimed.key, failed.reason, failed.error)
         else:
             JOB_READS.labels("read").inc()
-            await self.store.run(
-                self.store.finish, claimed.key, prediction.result, prediction.score
+            await self._stored(
+                claimed, self.store.finish, claimed.key, prediction.result, prediction.score
             )
             self.work.notify()
         self.changed.notify()
