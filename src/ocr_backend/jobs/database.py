@@ -43,10 +43,13 @@ def open_database(
     return db
 
 
-def check_job_store(
-    directory: Path, schema: str, *, lock_wait_s: float = STARTUP_LOCK_WAIT_S
-) -> None:
-    """Open the queue and take its write lock once, or raise JobStoreUnusable saying why."""
+def check_job_store(directory: Path, schema: str, *, lock_wait_s: float | None = None) -> None:
+    """Open the queue and take its write lock once, or raise JobStoreUnusable saying why.
+
+    `lock_wait_s`: STARTUP_LOCK_WAIT_S unless given (read at the call, so a test may
+    shorten it)."""
+    if lock_wait_s is None:
+        lock_wait_s = STARTUP_LOCK_WAIT_S
     path = Path(directory) / FILE_NAME
     try:
         db = open_database(path, schema, timeout=lock_wait_s)
