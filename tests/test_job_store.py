@@ -7,6 +7,7 @@ started, stands for one that died holding work.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -39,15 +40,15 @@ def stores(tmp_path: Path):
 def test_a_task_is_claimed_once_read_and_answered_once(stores):
     one, other = stores
     assert one.submit([entry("a")], CONFIGS, Priority.BULK, 0.0) == 1
-    assert one.unsettled(["a"]) == 1
+    assert one.first_unsettled(["a"]) == 0
     claimed = one.claim_next(False)
     assert claimed is not None and claimed.key == "a" and claimed.label_config == OCR_TEMPLATE
     assert claimed.asked_by == "req-1" and claimed.priority is Priority.BULK
     assert other.claim_next(False) is None  # never the same task twice
     other.finish("a", [{"id": "x"}], 0.5)  # not its claim: ignored
-    assert one.unsettled(["a"]) == 1
+    assert one.first_unsettled(["a"]) == 0
     one.finish("a", [{"id": "x"}], 0.9)
-    assert one.unsettled(["a"]) == 0
+    assert one.first_unsettled(["a"]) is None
 
     first = other.claim_answers(["a"], "req-2")["a"]
     assert first.answered_here and first.result == [{"id": "x"}] and first.score == 0.9
@@ -168,9 +169,47 @@ def test_delivered_and_failed_rows_are_forgotten_after_a_while_and_nothing_else(
     one.fail("d", "pdf", "a PDF")
     assert one.forget_delivered(older_than_s=3600) == 0  # delivered just now: kept
     assert one.forget_delivered(older_than_s=-1) == 2  # "later": the answered and the failed
-    assert one.unsettled(["q"]) == 1  # what is still queued stays
+    assert one.first_unsettled(["q"]) == 0  # what is still queued stays
     (job,) = job_progress(one)
     assert (job.queued, job.answered, job.failed) == (1, 0, 0)
+
+
+def stored(store: JobStore, key: str) -> tuple[dict, str]:
+    row = store.db.execute("SELECT task, config FROM tasks WHERE key = ?", (key,)).fetchone()
+    return json.loads(row["task"]), row["config"]
+
+
+def test_a_result_keeps_its_data_and_config_until_delivered_and_gets_them_back_when_asked(
+    stores,
+):
+    # The write-back compares a result's data with Label Studio's own and reads the task
+    # again when they differ. With the data cleared as soon as a task was read, every
+    # result looked forged: read again, cleared again, and never written (two services on
+    # one MODEL_DIR: no task written in 134 s).
+    one, _ = stores
+    one.submit([entry("w"), entry("x", 2)], CONFIGS, Priority.BULK, 0.0)
+    for _ in "wx":
+        one.claim_next(False)
+    one.finish("w", [{"id": "r"}], 0.8)
+    one.finish("x", [{"id": "r"}], 0.8)
+    assert stored(one, "w") == (entry("w").task, "c")
+    one.claim_answers(["x"], "req-2")
+    writes = one.claim_writes(16)
+    assert [(c.key, c.task, c.label_config) for c in writes] == [
+        ("w", entry("w").task, OCR_TEMPLATE)
+    ]
+    one.written("w")
+    one.answers_sent(["x"], "req-2")
+    # Delivered: neither is needed any more (defect 10: they made the file grow).
+    assert stored(one, "w") == ({}, "-") and stored(one, "x") == ({}, "-")
+    with pytest.MonkeyPatch.context() as patch:  # asked again, after the write was lost
+        later = time.time() + store_module.RECENTLY_WRITTEN_S + 1
+        patch.setattr(store_module.time, "time", lambda: later)
+        one.submit([entry("w"), entry("x", 2)], CONFIGS, Priority.BULK, 0.0)
+        assert {(c.key, c.task["data"]["ocr"]) for c in one.claim_writes(16)} == {
+            ("w", "w.png"),
+            ("x", "x.png"),
+        }
 
 
 def test_states_keep_the_values_stored_in_existing_queue_files():

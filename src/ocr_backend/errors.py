@@ -9,12 +9,14 @@ and never echoes a secret or a response body. The tree:
     │   │   └── DeviceUnavailable       DEVICE names a GPU this machine lacks
     │   ├── WeightsError            the weights for LANG_LIST cannot be had
     │   │   └── WeightsMissing          ...a file is neither in MODEL_DIR nor downloadable
-    │   └── ClusterUnreachable      RAY_ADDRESS set, but its cluster or actor pool won't start
+    │   ├── ClusterUnreachable      RAY_ADDRESS set, but its cluster or actor pool won't start
+    │   └── JobStoreUnusable        the jobs database is corrupt, cannot be written, or locked
     ├── RequestError            the whole request is refused (its `status_code`)
     │   ├── LabelConfigError        the label config cannot be served (400, 422)
     │   ├── LabelConfigTooLarge     a label config over MAX_LABEL_CONFIG_BYTES (413)
     │   ├── TooManyTasks            more tasks (or pages) than MAX_QUEUE (413)
     │   ├── TooManyRegions          more drawn regions than MAX_REGIONS (413)
+    │   ├── TooManyPages            a task over MAX_PAGES, a request over MAX_PREDICT_IMAGES (413)
     │   ├── BodyTooLarge            a request body over MAX_REQUEST_BYTES (413)
     │   ├── QueueFull               the OCR queue is full now (503 with Retry-After)
     │   └── ClusterUnavailable      no Ray actor could read, within RAY_WAIT_SECONDS (503)
@@ -66,6 +68,10 @@ class ClusterUnreachable(StartupError):
     """RAY_ADDRESS is set, but the cluster cannot be reached or will not run the pool."""
 
 
+class JobStoreUnusable(StartupError):
+    """MODEL_DIR/jobs/jobs.sqlite3 cannot be opened and written; the message names it."""
+
+
 # --- one request, refused whole --------------------------------------------------------
 
 
@@ -114,6 +120,27 @@ class TooManyRegions(RequestError):
         super().__init__(
             f"This request has {regions} regions drawn, more than MAX_REGIONS={limit}: draw "
             "fewer at once, or raise MAX_REGIONS"
+        )
+
+
+class TooManyPages(RequestError):
+    """A multi-page task over MAX_PAGES, or a request over MAX_PREDICT_IMAGES images."""
+
+    status_code = 413
+
+    @classmethod
+    def in_task(cls, task_id: int | None, pages: int, limit: int) -> TooManyPages:
+        return cls(
+            f"Task {task_id} has {pages} pages, more than MAX_PAGES={limit}: split the "
+            "document into tasks of fewer pages, or raise MAX_PAGES"
+        )
+
+    @classmethod
+    def in_request(cls, images: int, limit: int) -> TooManyPages:
+        return cls(
+            f"This request has {images} images (tasks, or pages of multi-page tasks), more "
+            f"than MAX_PREDICT_IMAGES={limit}: send fewer tasks per request, or raise "
+            "MAX_PREDICT_IMAGES"
         )
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from .convert import page_prediction
 from .engine import Engine
-from .errors import RequestError, TaskError
+from .errors import RequestError, TaskError, TooManyPages
 from .images.cache import ImageCache
 from .images.crop import Crop, crop_region, region_bounds, within
 from .images.decode import PDF_ADVICE, decode_page
@@ -422,11 +422,35 @@ def page_refs(task: Task, targets: OcrTargets) -> list[Any]:
     return refs
 
 
-def images_to_read(tasks: Sequence[Task], targets: OcrTargets) -> int:
-    """How many images a /predict holds in the queue: one per task, or one per page."""
+def images_to_read(
+    tasks: Sequence[Task], targets: OcrTargets, drawn: Sequence[DrawnRegion] | None = None
+) -> int:
+    """How many images a /predict holds in the queue: one per task, or one per page.
+
+    With regions a user drew, only the pages they were drawn on are read: a box on
+    page 8 of a 300-page document is one image, not 300 (which got 413 under MAX_QUEUE).
+    """
     if not targets.multi_page:
         return len(tasks)
+    if drawn is not None:
+        return len(tasks) * max(1, len({region.item_index or 0 for region in drawn}))
     return sum(max(1, _page_count(task.data.get(targets.image_key))) for task in tasks)
+
+
+def check_pages(tasks: Sequence[Task], targets: OcrTargets, settings: Settings) -> None:
+    """Refuse a task of more than MAX_PAGES pages, or more than MAX_PREDICT_IMAGES images.
+
+    Bulk requests wait on disk, not under MAX_QUEUE: without these two tasks of
+    150,000 pages each were queued whole (809 MB more, /health stalled 8.2 s).
+    """
+    if targets.multi_page:
+        for task in tasks:
+            pages = _page_count(task.data.get(targets.image_key))
+            if pages > settings.max_pages:
+                raise TooManyPages.in_task(task.id, pages, settings.max_pages)
+    images = images_to_read(tasks, targets)
+    if images > settings.max_predict_images:
+        raise TooManyPages.in_request(images, settings.max_predict_images)
 
 
 def _page_count(value: Any) -> int:

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     image_cache_bytes: int = Field(default=268_435_456, ge=0)
     max_request_bytes: int = Field(default=100_000_000, ge=100_000)
     max_regions: int = Field(default=50, ge=1, le=10_000)
+    max_pages: int = Field(default=1000, ge=1, le=1_000_000)
+    max_predict_images: int = Field(default=1_000_000, ge=1, le=100_000_000)
     max_label_config_bytes: int = Field(default=1_000_000, ge=10_000)
     max_projects: int = Field(default=200, ge=1, le=1_000_000)
     # Label Studio gives /predict 100 s (ML_TIMEOUT_PREDICT) and stores nothing after that.

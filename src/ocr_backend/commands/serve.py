@@ -52,10 +52,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(settings: Settings) -> int:
+    from ..errors import StartupError
+    from ..jobs.database import JOBS_DIR, check_job_store
+    from ..jobs.store import SCHEMA
+
+    try:
+        # The queue on disk first, before the heavy imports: a broken one is reported in
+        # a second or two (or after the bounded wait for a lock), not after the engine.
+        check_job_store(settings.model_dir / JOBS_DIR, SCHEMA)
+    except StartupError as exc:
+        print(f"ocr-backend: {exc}", file=sys.stderr)
+        return 1
+
     # Imported after validation so a wrong setting is reported in well under a second.
     from ..api import create_app
     from ..engine import load_engine
-    from ..errors import StartupError
     from ..ocr.reader import check_startup
 
     try:

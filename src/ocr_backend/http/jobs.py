@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from ..jobs.progress import job_progress
-from .deps import JobStoreDep, SettingsDep, TrainerDep
+from .deps import JobStoreDep, ProjectsDep, SettingsDep, TrainerDep
 
 router = APIRouter()
 
@@ -29,7 +29,9 @@ HIDDEN = (
 
 
 @router.get("/jobs", summary="Each project's bulk job: queued, reading, written, failed, pace")
-async def jobs(store: JobStoreDep, settings: SettingsDep, trainer: TrainerDep) -> dict[str, Any]:
+async def jobs(
+    store: JobStoreDep, settings: SettingsDep, projects: ProjectsDep, trainer: TrainerDep
+) -> dict[str, Any]:
     """Every project with tasks in the last day, from the queue all worker processes share.
 
     `answered`: given in a /predict answer; `written`: written to Label Studio
@@ -37,7 +39,8 @@ async def jobs(store: JobStoreDep, settings: SettingsDep, trainer: TrainerDep) -
     says why, when writing failed; `writes_stopped` when Label Studio refused
     it too often); `failures`: failed tasks by reason, with `failure_examples`;
     `images_per_second` over the last minute and `seconds_left` for what is
-    queued.
+    queued. At most 50 projects are listed on their own (those /setup knows
+    first); the rest are summed as "(others)".
 
     `trainings`: each project's latest fine-tuning (docs/training.md): its
     `state` (queued, running, promoted, kept_aside, failed, interrupted),
@@ -46,7 +49,11 @@ async def jobs(store: JobStoreDep, settings: SettingsDep, trainer: TrainerDep) -
     Without basic auth: counts only (no `project`, `failure_examples` or
     `not_written`; of a training no `project`, `step`, `pid` or `version`).
     """
-    progress = await store.run(job_progress, store)
+
+    def known(project: str) -> bool:
+        return projects.known(None if project == "-" else project)
+
+    progress = await store.run(job_progress, store, known)
     shown = [job.as_dict() for job in progress]
     trainings = trainer.trainings()
     if settings.basic_auth_user is not None:

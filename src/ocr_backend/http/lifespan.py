@@ -87,7 +87,12 @@ def lifespan_for(settings: Settings, engine: Engine | None) -> Lifespan:
             # service on the same MODEL_DIR never claims these rows (jobs/store.py).
             job_store = JobStore(settings.model_dir / JOBS_DIR, scope=job_scope(settings))
             runner = JobRunner(
-                job_store, predictor, connect, client, capacity=predictor.images_in_hand
+                job_store,
+                predictor,
+                connect,
+                client,
+                capacity=predictor.images_in_hand,
+                known_project=lambda project: projects.known(None if project == "-" else project),
             )
             services = Services(
                 settings=settings,

@@ -25,7 +25,7 @@ from ..label_studio.schemas import (
     WebhookRequest,
     WebhookResponse,
 )
-from ..predictor import PredictContext, images_to_read
+from ..predictor import PredictContext, check_pages, images_to_read
 from ..priority import Priority, priority_of
 from ..settings import Settings
 from ..training.trainer import Trainer, project_id
@@ -161,6 +161,7 @@ async def setup(
         413: {
             "model": ErrorResponse,
             "description": "More tasks than MAX_QUEUE, more regions than MAX_REGIONS, a "
+            "task of more pages than MAX_PAGES, more images than MAX_PREDICT_IMAGES, a "
             "label config over MAX_LABEL_CONFIG_BYTES or a body over MAX_REQUEST_BYTES",
         },
         503: {
@@ -203,10 +204,12 @@ async def predict(
     context = PredictContext(
         label_studio=label_studio, request_id=log_context.id, project=body.project
     )
-    # Every page of a multi-page task is one image in the queue, as a task's image is.
-    images = images_to_read(body.tasks, targets)
-    await predictor.engine.ready()  # a lost Ray cluster: 503 now, not work queued for nothing
+    check_pages(body.tasks, targets, settings)  # TooManyPages: 413, see handlers.py
     drawn = drawn_regions(body.params.context if body.params else None)
+    # Every page of a multi-page task is one image in the queue, as a task's image is;
+    # with regions drawn, only the pages drawn on.
+    images = images_to_read(body.tasks, targets, drawn)
+    await predictor.engine.ready()  # a lost Ray cluster: 503 now, not work queued for nothing
     if drawn is not None:
         # Interactive: read only what the user just drew, here and now, ahead of bulk work.
         # QueueFull, TooManyTasks and TooManyRegions: see handlers.py

@@ -154,9 +154,13 @@ class QueuedPredictions:
         )
         if queued:
             self.runner.work.notify()
+        unsettled: int | None = 0  # where the first keys still being read begin
         while not self.runner.stopping.is_set():
             left = deadline - time.monotonic()
-            if left <= 0 or not await self.store.run(self.store.unsettled, keys):
+            if left <= 0:
+                break
+            unsettled = await self.store.run(self.store.first_unsettled, keys, unsettled)
+            if unsettled is None:
                 break
             await self.runner.changed.wait(min(POLL_S, left))
         outcomes = await self.store.run(self.store.claim_answers, keys, request_id)

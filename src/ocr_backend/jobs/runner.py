@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -37,7 +37,11 @@ HEARTBEAT_S = 5.0
 PROGRESS_S = 10.0  # a log line per active job this often
 WRITE_BATCH = 16
 STOP_GRACE_S = 25.0  # within uvicorn's 30 s graceful shutdown
-KEEP_DELIVERED_S = 7 * 24 * 3600.0  # rows delivered or failed longer ago are dropped
+# Rows delivered or failed longer ago are dropped: as long as /jobs shows a finished job.
+KEEP_DELIVERED_S = 24 * 3600.0
+STORE_RETRY_S = 0.5  # the first wait before storing a read's outcome again
+MAX_STORE_RETRY_S = 30.0
+PRUNE_S = 600.0  # how often: 40 requests a second apart can be many rows
 
 
 T = TypeVar("T")
@@ -98,8 +102,10 @@ class JobRunner:
         http: httpx.AsyncClient,
         *,
         capacity: int,
+        known_project: Callable[[str], bool] = lambda project: True,
     ) -> None:
         self.store = store
+        self.known_project = known_project  # /setup knows it: listed before invented ones
         self.predictor = predictor
         self.connect = connect
         self.http = http
@@ -185,6 +191,41 @@ class JobRunner:
         return read
 
     async def _read(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
+        try:
+            await self._read_claimed(claimed, at_engine)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s: reading task %s failed", claimed.project, claimed.task_id)
+
+    async def _stored(self, claimed: Claimed, call: Callable[..., object], *args: Any) -> None:
+        """Store a read's outcome; when that fails (the disk full, the file locked too long)
+        try again, each wait twice the last, until it is stored or the service stops.
+
+        Given up on, the row stayed `reading` under this process until a restart, and every
+        later ask answered "pending" (2 of 2 still stuck 90 s after space returned). The
+        read keeps its place meanwhile, so nothing more is claimed while the disk is full.
+        """
+        wait = STORE_RETRY_S
+        while True:
+            try:
+                await self.store.run(call, *args)
+                return
+            except Exception as exc:
+                if self.stopping.is_set():  # left `reading`: recovered at the next start
+                    raise
+                log.warning(
+                    "job %s: the outcome of task %s could not be stored (%s); trying again "
+                    "in %.1f s",
+                    claimed.project,
+                    claimed.task_id,
+                    exc,
+                    wait,
+                )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, MAX_STORE_RETRY_S)
+
+    async def _read_claimed(self, claimed: Claimed, at_engine: asyncio.Event) -> None:
         task = Task.model_validate(claimed.task)
         context = PredictContext(
             label_studio=self.connect(claimed.project, claimed.ls_host),
@@ -204,11 +245,11 @@ class JobRunner:
             # `failed` logs with its traceback. Either way the neighbours go on.
             failed = self.predictor.failed(task, exc, context)
             JOB_READS.labels("failed").inc()
-            await self.store.run(self.store.fail, claimed.key, failed.reason, failed.error)
+            await self._stored(claimed, self.store.fail, claimed.key, failed.reason, failed.error)
         else:
             JOB_READS.labels("read").inc()
-            await self.store.run(
-                self.store.finish, claimed.key, prediction.result, prediction.score
+            await self._stored(
+                claimed, self.store.finish, claimed.key, prediction.result, prediction.score
             )
             self.work.notify()
         self.changed.notify()
@@ -248,10 +289,14 @@ class JobRunner:
                     reads, _ = await self.store.run(self.store.recover)
                     if reads:
                         self.work.notify()
-                if time.monotonic() - last_prune > 3600:
+                if time.monotonic() - last_prune > PRUNE_S:
                     last_prune = time.monotonic()
-                    await self.store.run(self.store.forget_delivered, KEEP_DELIVERED_S)
-                progress = await self.store.run(job_progress, self.store)
+                    await self.store.run(
+                        self.store.forget_delivered,
+                        KEEP_DELIVERED_S,
+                        self.predictor.settings.max_projects,
+                    )
+                progress = await self.store.run(job_progress, self.store, self.known_project)
                 publish_progress(progress)
                 if time.monotonic() - last_progress > PROGRESS_S:
                     last_progress = time.monotonic()

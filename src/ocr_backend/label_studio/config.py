@@ -11,6 +11,7 @@ is parsed once and kept, by its digest.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -143,6 +144,8 @@ def _parse(config: str, label_mappings: Mapping[str, str] | None) -> OcrTargets:
             f'e.g. {attribute}="{example}".'
         )
 
+    _check_served(root, images[image_name], image_name, value)
+
     bound = [el for el in tags if image_name in _targets(el)]
     mappings = dict(label_mappings or {})
     wanted = mappings.get(BACKEND_LABEL)
@@ -185,6 +188,35 @@ def _parse(config: str, label_mappings: Mapping[str, str] | None) -> OcrTargets:
         label=_pick_label(_choices(labels_el), wanted) if labels_el is not None else None,
         multi_page=value_list is not None,
     )
+
+
+# A task data key as Label Studio names one: `$ocr`, `$image_url`, `$page-1`. Anything
+# else (`$document[{{idx}}].page`, a Repeater's) is a path into nested data that the
+# predictor, which reads `task.data[key]`, would not find: every task would fail.
+DATA_KEY = re.compile(r"[\w.-]+")
+SERVED = (
+    'This backend reads <Image value="$ocr"/> (one image URL per task) or '
+    '<Image valueList="$pages"/> (a list of page image URLs, one task per document).'
+)
+
+
+def _check_served(root: Element, image: Element, name: str, value: str) -> None:
+    """Refuse an Image that /predict could not read: in a Repeater, or a nested data path."""
+    in_repeater = any(
+        image in repeater.iter() for repeater in root.iter() if _kind(repeater) == "repeater"
+    )
+    if in_repeater:
+        raise LabelConfigError(
+            f'The <Image name="{name}"> tag is inside a <Repeater> (it reads "{value}"), '
+            f"which this backend does not serve. {SERVED} For a document of several pages, "
+            'put the page URLs in a list, e.g. "pages": ["https://.../1.png", ...], and use '
+            '<Image name="image" valueList="$pages"/> without the Repeater.'
+        )
+    if not DATA_KEY.fullmatch(value[1:]):
+        raise LabelConfigError(
+            f'The <Image name="{name}"> tag reads "{value}", a path into nested task data, '
+            f"which this backend does not serve. {SERVED}"
+        )
 
 
 def _parse_xml(config: str) -> Element:

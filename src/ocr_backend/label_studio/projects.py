@@ -100,6 +100,10 @@ class ProjectStore:
             )
             return self._memory.get(project)
 
+    def known(self, project: str | None) -> bool:
+        """Whether /setup was called for `project` (and is still kept); a stat, no read."""
+        return project in self._memory or self.path(project).exists()
+
     def _forget_oldest(self) -> None:
         """Remove the files of the projects set up longest ago, beyond `max_projects`."""
         stored = []

@@ -6,6 +6,7 @@ when RAY_ADDRESS is set.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
@@ -89,20 +90,60 @@ class Member:
     ping_sent: float = 0.0
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an HTTP/2 SETTINGS frame
+
+
+def speaks_grpc(host: str, port: int) -> bool:
+    """Whether host:port answers the HTTP/2 preface with a SETTINGS frame, as Ray's GCS
+    and its client server (both gRPC) do at once. Raises OSError when nothing listens.
+
+    `ray.init` on a port that accepts TCP but is not Ray (a dashboard, a proxy) neither
+    joined nor failed: no message after 150 s.
+    """
+    with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as connection:
+        try:
+            connection.sendall(HTTP2_PREFACE + EMPTY_SETTINGS)
+            header = b""
+            while len(header) < 9:
+                chunk = connection.recv(9 - len(header))
+                if not chunk:
+                    return False
+                header += chunk
+        except TimeoutError:
+            return False
+    return header[3] == 0x04  # the frame's type: SETTINGS
+
+
 def connect(settings: Settings) -> Any:
     """`ray.init` on RAY_ADDRESS, failing in seconds with one clear message."""
     address = settings.ray_address or "auto"
     host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        # Said before the probe below, which waits CONNECT_TIMEOUT on a port that is silent.
+        raise ClusterUnreachable(
+            f"RAY_ADDRESS={address}: a ray:// address requires pip package `ray[client]` "
+            "(grpcio is not installed; the cluster extra installs plain ray). Install it, "
+            "give the Ray head's GCS address (host:6379) instead, or unset RAY_ADDRESS to "
+            "read in this process"
+        )
     if host and port.isdigit():
         # Ray retries an address that does not answer for minutes: ask it once first.
         try:
-            socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+            speaks = speaks_grpc(host, int(port))
         except OSError as exc:
             raise ClusterUnreachable(
                 f"RAY_ADDRESS={address}: nothing answers there ({exc.strerror or exc}). Start "
                 "the Ray head (`ray start --head`), fix RAY_ADDRESS, or unset it to read in "
                 "this process"
             ) from None
+        if not speaks:
+            raise ClusterUnreachable(
+                f"RAY_ADDRESS={address}: something listens there but it is not Ray (it did not "
+                f"answer as a gRPC server within {CONNECT_TIMEOUT:g} s; a dashboard port or a "
+                "proxy?). Give the Ray head's GCS address (port 6379 by default) or "
+                "ray://host:10001, or unset RAY_ADDRESS to read in this process"
+            )
     try:
         import ray
     except ImportError:
