@@ -68,6 +68,7 @@ FOREIGN_VARIABLES = {
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "PROMETHEUS_MULTIPROC_DIR", "OMP_NUM_THREADS",
     "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "RAY_USAGE_STATS_ENABLED",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
+    "FUZZ_SECONDS",  # the tests' own (tests/support/fuzzing.py, docs/development.md)
 }  # fmt: skip
 
 
