@@ -28,13 +28,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from tests.support.drawing import draw_page
+from tests.support.fuzzing import FUZZ_SECONDS
 from tests.support.label_studio import ls_predict_body
 from tests.support.settings import changed
 
-pytestmark = pytest.mark.slow  # a minute of fuzzing
+pytestmark = pytest.mark.slow  # FUZZ_SECONDS of fuzzing
 
 IMAGES = Path(__file__).parent / "images"
-FUZZ_SECONDS = 60
 NEIGHBOUR = "NEIGHBOUR"
 # A small pixel limit keeps each example's OCR short: the decoder is what is fuzzed.
 PIXEL_LIMIT = 400_000

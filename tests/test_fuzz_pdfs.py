@@ -30,14 +30,14 @@ from ocr_backend.documents.batch import ConvertOptions, convert_documents
 from ocr_backend.documents.renderer import GiB, RenderLimits
 from ocr_backend.documents.tasks import DOCUMENT_LABEL_CONFIG, PageUrls
 from ocr_backend.label_studio.config import parse_label_config
+from tests.support.fuzzing import FUZZ_SECONDS
 from tests.support.pdfs import many_pages, pdf_of_images
 
-pytestmark = pytest.mark.slow  # a minute of fuzzing, a process that renders
+pytestmark = pytest.mark.slow  # FUZZ_SECONDS of fuzzing, a process that renders
 
 IMAGES = Path(__file__).parent / "images"
-FUZZ_SECONDS = 60
 MUTANTS_PER_RUN = 40  # one run of the command: one rendering process, restarted as needed
-MIN_CASES = 200
+MIN_CASES = 80
 NUMBERS = [b"0", b"-1", b"1", b"3.5", b"99999", b"2147483648", b"1e308", b"-99999999"]
 
 
