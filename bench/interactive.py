@@ -10,14 +10,20 @@ character error rate (against the line's full-page text) of the service and
 of `readtext` on the box's pixels saved as a file, the five boxes the service
 loses most on, and the median and p95 latency of a box's /predict.
 
-    python -m bench.interactive [--every 1] [--device cpu]   (from the repository root)
+With `--full-size`, each box is also read with detection at the crop's full
+size (as before ocr/drawn.py's DETECT_SIDE), the two readings alternating
+box by box, so both paths' figures come from one run on the same machine.
+
+    python -m bench.interactive [--every 1] [--device cpu] [--full-size]   (from the repo root)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
+import math
 import statistics
 import tempfile
 import threading
@@ -29,10 +35,11 @@ import httpx
 import uvicorn
 
 from ocr_backend.api import create_app
+from ocr_backend.ocr import drawn
 from ocr_backend.ocr.lines import TextLine, to_text_line
 from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.settings import Settings
-from tests.support.drawn_boxes import all_boxes, make_pages, measure, report
+from tests.support.drawn_boxes import Case, all_boxes, make_pages, measure, report
 from tests.support.image_server import ImageServer
 from tests.support.label_studio import ls_predict_body
 
@@ -61,6 +68,11 @@ def main() -> None:
         "--readtext-cache",
         type=Path,
         help="a JSON file keeping readtext's readings between runs (same files, same readings)",
+    )
+    parser.add_argument(
+        "--full-size",
+        action="store_true",
+        help="also read each box with detection at the crop's full size, alternating",
     )
     args = parser.parse_args()
 
@@ -100,17 +112,46 @@ def main() -> None:
             text = next(i["value"]["text"][0] for i in items if i["type"] == "textarea")
             return text, seconds
 
+        full_size: list[tuple[str, float]] = []
+        side = drawn.DETECT_SIDE
+
+        def both(page: str, region: dict[str, Any]) -> tuple[str, float]:
+            """The box read with detection at full size and at DETECT_SIDE, in turns first."""
+            read = {}
+            for full in (True, False) if len(full_size) % 2 == 0 else (False, True):
+                drawn.DETECT_SIDE = math.inf if full else side  # the service runs in-process
+                read[full] = service(page, region)
+            drawn.DETECT_SIDE = side
+            full_size.append(read[True])
+            return read[False]
+
         for name in pages:  # the first request of a page fetches it into the cache
             service(name, _corner())
         boxes = all_boxes(pages, readtext, every=args.every)
-        cases = measure(boxes, pages, folder / "crops", readtext, service)
+        cases = measure(
+            boxes, pages, folder / "crops", readtext, both if args.full_size else service
+        )
     cache.save()
     server.should_exit = True
     images.close()
     engine.close()
 
-    seconds = [case.seconds for case in cases]
     print(f"device {settings.device}, {len(pages)} pages: {', '.join(pages)}")
+    if full_size:
+        before = [
+            dataclasses.replace(case, service=text, seconds=seconds)
+            for case, (text, seconds) in zip(cases, full_size, strict=True)
+        ]
+        print("detection at the crop's full size:")
+        print(report(before))
+        print(_latency(before))
+        print(f"detection at DETECT_SIDE {drawn.DETECT_SIDE} px:")
+        ratios = [new.seconds / old.seconds for new, old in zip(cases, before, strict=True)]
+        changed = sum(new.service != old.service for new, old in zip(cases, before, strict=True))
+        print(
+            f"  per box, DETECT_SIDE / full size: median time ratio "
+            f"{statistics.median(ratios):.2f}; readings changed {changed} of {len(cases)}"
+        )
     print(report(cases))
     for kind in sorted({case.box.kind for case in cases}):
         of_kind = [case for case in cases if case.box.kind == kind]
@@ -119,7 +160,12 @@ def main() -> None:
             f"{statistics.mean(c.service_cer for c in of_kind):.3f}, readtext on the crop "
             f"{statistics.mean(c.readtext_cer for c in of_kind):.3f}"
         )
-    print(
+    print(_latency(cases))
+
+
+def _latency(cases: list[Case]) -> str:
+    seconds = [case.seconds for case in cases]
+    return (
         f"a box's /predict: median {statistics.median(seconds) * 1000:.0f} ms, "
         f"p95 {percentile(seconds, 0.95) * 1000:.0f} ms"
     )

@@ -191,7 +191,7 @@ class NamedReader:
         self.name = recogniser.name if recogniser else "stock"
         self.thread = threading.get_ident()
 
-    def detect(self, planes: np.ndarray) -> Detected:
+    def detect(self, planes: np.ndarray, scale: float = 1.0) -> Detected:
         return Detected(horizontal=[[0, 1, 0, 1]], free=[])
 
     def recognise(self, planes: np.ndarray, found: Detected) -> list[TextLine]:

@@ -45,10 +45,15 @@ class EasyOcrReader:
         self.easyocr = reader  # EasyOCR's own reader: its readtext, detector, recognizer
         self.height_ths = height_ths
 
-    def detect(self, planes: np.ndarray) -> Detected:
-        # The colour picture, as readtext's detector gets it.
+    def detect(self, planes: np.ndarray, scale: float = 1.0) -> Detected:
+        # The colour picture, as readtext's detector gets it. EasyOCR's `mag_ratio` resizes
+        # it for the detector and scales what it finds back, so its smallest box size
+        # (min_size) and box margins stay in the picture's own pixels.
         horizontal, free = self.easyocr.detect(
-            colour(as_planes(planes)), height_ths=self.height_ths, reformat=False
+            colour(as_planes(planes)),
+            height_ths=self.height_ths,
+            mag_ratio=scale,
+            reformat=False,
         )
         return Detected(horizontal[0], free[0])
 

@@ -30,7 +30,10 @@ class TextReader(Protocol):
     `planes` is images/planes.py's layout (colour + grey), or plain RGB.
     """
 
-    def detect(self, planes: np.ndarray) -> Detected: ...
+    def detect(self, planes: np.ndarray, scale: float = 1.0) -> Detected:
+        """Where the text is: detection on the picture resized by `scale` (1: as it is),
+        its boxes in the picture's own pixels."""
+        ...
 
     def recognise(self, planes: np.ndarray, found: Detected) -> list[TextLine]:
         """The text in each box found; texts trimmed, empty ones left out."""
