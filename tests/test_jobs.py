@@ -16,12 +16,16 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
+import numpy as np
 import pytest
 
 from ocr_backend.api import create_app
 from ocr_backend.jobs.answers import label_studio_project
 from ocr_backend.jobs.store import FILE_NAME, Entry, JobStore
 from ocr_backend.label_studio.schemas import Task
+from ocr_backend.label_studio.storage import LabelStudioImageFetcher
+from ocr_backend.predictor import Predictor
 from ocr_backend.priority import Priority, PriorityGate
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
@@ -153,6 +157,44 @@ async def test_a_freed_engine_place_goes_to_people_before_bulk_work():
         await asyncio.sleep(0.01)
     await asyncio.gather(*waiting)
     assert order == ["person", "bulk0", "bulk1", "bulk2"]
+
+
+async def test_bulk_work_and_people_together_hold_no_more_pages_than_threads_plus_two(
+    settings, engine
+):
+    """Issue 22 defect 16: each priority had THREADS + 2 places of its own, so a job and
+    annotators together held twice the pages the docs promise."""
+    async with httpx.AsyncClient() as http:
+        fetcher = LabelStudioImageFetcher(http, max_bytes=1_000_000, settings=settings)
+        predictor = Predictor(engine, fetcher, settings)
+    in_hand, peak, people_in = 0, 0, 0
+    go = asyncio.Event()
+
+    def loader(priority: Priority):
+        async def load() -> np.ndarray:
+            nonlocal in_hand, peak, people_in
+            in_hand += 1
+            peak = max(peak, in_hand)
+            people_in += priority is Priority.PEOPLE
+            await go.wait()
+            return np.full((40, 120, 3), 255, np.uint8)
+
+        return load
+
+    async def read(priority: Priority) -> None:
+        nonlocal in_hand
+        await predictor._load_and_read(loader(priority), priority, None)
+        in_hand -= 1  # the place is free again: nothing ran in between
+
+    jobs = [asyncio.create_task(read(Priority.BULK)) for _ in range(6)]
+    await asyncio.sleep(0.05)  # the job takes every place it may
+    jobs += [asyncio.create_task(read(Priority.PEOPLE)) for _ in range(6)]
+    await asyncio.sleep(0.05)
+    assert in_hand == predictor.images_in_hand == engine.threads + 2
+    assert people_in >= 1, "an annotator's page is fetched while the job holds the rest"
+    go.set()
+    await asyncio.gather(*jobs)
+    assert peak == predictor.images_in_hand
 
 
 # -- /predict with a deadline -------------------------------------------------------------

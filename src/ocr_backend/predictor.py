@@ -39,7 +39,7 @@ from .label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from .metrics import IMAGES_FAILED, IMAGES_FETCHED
 from .ocr.lines import TextLine, mean_score
 from .ocr.precision import version_suffix
-from .priority import Priority, PriorityGate
+from .priority import ImageSlots, Priority, PriorityGate
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,11 @@ class Predictor:
         # The fine-tuned model serving a project, if any (training/trainer.py's model_for).
         self.project_models: Callable[[str | None], ProjectModel | None] = lambda project: None
         # The engine's threads plus a couple of images decoded ahead of them, shared by
-        # all requests: the memory held stays bounded however many requests wait. People
-        # and bulk work each have their own allowance, so an annotator's image is fetched
-        # at once even while a job holds every bulk place.
+        # all requests: the memory held stays bounded however many requests wait. Bulk
+        # work never holds the last place, so an annotator's image is fetched at once
+        # even while a job holds all the others.
         self.images_in_hand = engine.threads + 2
-        self.slots = {priority: asyncio.Semaphore(self.images_in_hand) for priority in Priority}
+        self.slots = ImageSlots(self.images_in_hand)
         # In front of the engine itself: a freed thread goes to people before bulk work.
         self.engine_gate = PriorityGate(engine.threads)
         self.image_cache = ImageCache(settings.image_cache_bytes)
@@ -218,7 +218,7 @@ class Predictor:
     ) -> tuple[np.ndarray, list[TextLine]]:
         """A page loaded in one of the priority's image slots, then read when the engine
         lets this priority in; `at_engine` is set as the engine starts reading it."""
-        async with self.slots[priority]:
+        async with self.slots.slot(priority):
             page = await load()
             async with self.engine_gate.slot(priority):
                 if at_engine is not None:
@@ -243,7 +243,7 @@ class Predictor:
             # The same image slots as whole pages: twenty interactive requests at once
             # decoded twenty pages at once without them.
             texts: dict[int, str] = {}
-            async with self.slots[Priority.PEOPLE]:
+            async with self.slots.slot(Priority.PEOPLE):
                 # Each region is read on the page it was drawn on (its item_index), one page
                 # in hand at a time, and one region cut and read at a time: 300 full-page
                 # crops built at once held 753 MB.

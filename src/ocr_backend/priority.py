@@ -1,4 +1,4 @@
-"""People first: who is waiting, and a gate in front of the engine that lets people go ahead.
+"""People first: who is waiting, the images in hand, and a gate in front of the engine.
 
 `priority_of` is the one place that decides a request is a person's; the
 job queue and the admission queue both ask it.
@@ -77,3 +77,29 @@ class PriorityGate:
             if not future.done():
                 self.held += 1
                 future.set_result(None)
+
+
+class ImageSlots:
+    """At most `capacity` images in hand across all requests; bulk work never takes the last.
+
+    One allowance for everyone keeps the decoded pages at `capacity`
+    (THREADS + 2). An allowance per priority held twice that while a job and
+    annotators ran together. Bulk work may hold all but one place, so an
+    annotator's image is still fetched at once while a job holds the others.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 2:
+            raise ValueError("image slots need room for bulk work and one for people")
+        self.capacity = capacity
+        self._all = asyncio.Semaphore(capacity)
+        self._bulk = asyncio.Semaphore(capacity - 1)
+
+    @asynccontextmanager
+    async def slot(self, priority: Priority) -> AsyncIterator[None]:
+        if priority is Priority.PEOPLE:
+            async with self._all:
+                yield
+        else:
+            async with self._bulk, self._all:
+                yield
