@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ocr_backend.jobs import store as store_module
-from ocr_backend.jobs.progress import job_progress
+from ocr_backend.jobs.progress import job_progress, writes_stopped
 from ocr_backend.jobs.store import Delivery, Entry, JobStore, State
 from ocr_backend.priority import Priority
 from tests.support.label_studio import OCR_TEMPLATE
@@ -261,6 +261,6 @@ def test_writes_held_stopped_and_resumed_by_project(stores):
     one.claim_next(False)  # read after the stop: held too
     one.finish("k", [], 0.0)
     assert one.claim_writes(16) == []
-    assert one.writes_stopped("p") == 2
+    assert writes_stopped(one, "p") == 2
     assert one.resume_writes("p") == 2  # a /setup of the project, or a start
     assert {c.key for c in one.claim_writes(16)} == {"h", "k"}

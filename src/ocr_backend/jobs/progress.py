@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..metrics import JOB_IMAGES_PER_SECOND, JOB_SECONDS_LEFT, JOB_TASKS
-from .store import Delivery, JobStore, State
+from .store import WRITES_STOPPED, Delivery, JobStore, State
 
 log = logging.getLogger("ocr_backend.jobs")
 
@@ -77,7 +77,7 @@ def job_progress(
     """
     now = time.time()
     jobs: dict[str, JobProgress] = {}
-    for count in store.counts(since=now - SHOWN_S):
+    for count in counts(store, since=now - SHOWN_S):
         job = jobs.setdefault(count.project, JobProgress(project=count.project))
         n = count.tasks
         job.started_at = min(job.started_at or count.first_created, count.first_created)
@@ -101,10 +101,10 @@ def job_progress(
     )
     shown = ranked[:JOBS_SHOWN]
     for job in shown:
-        job.failure_examples = store.failure_examples(job.project, REASONS_SHOWN)
-        job.not_written = store.write_errors(job.project, REASONS_SHOWN)
-        job.writes_stopped = store.writes_stopped(job.project)
-        recent, first_start = store.finished_since(job.project, now - RATE_WINDOW_S)
+        job.failure_examples = failure_examples(store, job.project, REASONS_SHOWN)
+        job.not_written = write_errors(store, job.project, REASONS_SHOWN)
+        job.writes_stopped = writes_stopped(store, job.project)
+        recent, first_start = finished_since(store, job.project, now - RATE_WINDOW_S)
         if recent and first_start:
             window = max(1.0, min(RATE_WINDOW_S, now - first_start))
             job.images_per_second = round(recent / window, 3)
@@ -178,3 +178,87 @@ def log_progress(jobs: list[JobProgress]) -> None:
             job.images_per_second,
             left,
         )
+
+
+# -- the queries, on the store's thread -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Count:
+    """How many tasks of one project are in one state (and delivery, and failure reason)."""
+
+    project: str
+    state: State
+    delivery: Delivery | None
+    reason: str | None
+    tasks: int
+    first_created: float
+
+
+def counts(store: JobStore, since: float) -> list[Count]:
+    """Tasks of this scope by project, state, delivery and failure reason: those
+    created since `since`, and every one still queued, being read, or waiting to be
+    delivered."""
+    return [
+        Count(
+            project=row["project"],
+            state=State(row["state"]),
+            delivery=Delivery(row["delivery"]) if row["delivery"] else None,
+            reason=row["reason"],
+            tasks=int(row["n"]),
+            first_created=row["first"],
+        )
+        for row in store.db.execute(
+            "SELECT project, state, delivery, reason, COUNT(*) AS n, "
+            "MIN(created_at) AS first FROM tasks WHERE scope = ? AND (created_at > ? "
+            "OR state IN ('queued', 'reading') OR (state = 'done' AND delivery IS NULL)) "
+            "GROUP BY project, state, delivery, reason",
+            (store.scope, since),
+        )
+    ]
+
+
+def failure_examples(store: JobStore, project: str, limit: int) -> list[str]:
+    """Distinct errors of the project's failed tasks."""
+    return [
+        row["error"]
+        for row in store.db.execute(
+            "SELECT DISTINCT error FROM tasks WHERE project = ? AND scope = ? "
+            "AND state = 'failed' LIMIT ?",
+            (project, store.scope, limit),
+        )
+    ]
+
+
+def write_errors(store: JobStore, project: str, limit: int) -> list[str]:
+    """Why results read and not delivered were not written to Label Studio."""
+    return [
+        row["write_error"]
+        for row in store.db.execute(
+            "SELECT DISTINCT write_error FROM tasks WHERE project = ? AND scope = ? "
+            "AND state = 'done' AND (delivery IS NULL OR delivery = 'unsure') "
+            "AND write_error IS NOT NULL LIMIT ?",
+            (project, store.scope, limit),
+        )
+    ]
+
+
+def writes_stopped(store: JobStore, project: str) -> int:
+    """How many of the project's results wait after Label Studio refused too often."""
+    row = store.db.execute(
+        "SELECT COUNT(*) FROM tasks WHERE project = ? AND scope = ? AND state = 'done' "
+        "AND (delivery IS NULL OR delivery = 'unsure') AND write_after >= ?",
+        (project, store.scope, WRITES_STOPPED),
+    ).fetchone()
+    return int(row[0])
+
+
+def finished_since(store: JobStore, project: str, since: float) -> tuple[int, float | None]:
+    """How many of the project's tasks finished since `since`, and when the first of
+    them was started."""
+    count, first_start = store.db.execute(
+        "SELECT COUNT(*), MIN(started_at) FROM tasks WHERE project = ? AND scope = ? "
+        "AND finished_at > ?",
+        (project, store.scope, since),
+    ).fetchone()
+    return int(count), first_start
