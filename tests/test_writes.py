@@ -23,6 +23,7 @@ from rich.console import Console
 
 from ocr_backend.api import create_app
 from ocr_backend.jobs import write_back
+from ocr_backend.jobs.progress import counts
 from ocr_backend.jobs.store import Entry, JobStore
 from ocr_backend.priority import Priority
 from ocr_backend.settings import Settings
@@ -100,7 +101,7 @@ async def counted(services, *, states=("done",), deliveries=None) -> int:
     store = services.job_store
     return sum(
         count.tasks
-        for count in await store.run(store.counts, 0.0)
+        for count in await store.run(counts, store, 0.0)
         if count.state in states and (deliveries is None or count.delivery in deliveries)
     )
 
