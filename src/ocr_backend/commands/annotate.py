@@ -92,13 +92,12 @@ def run(args: argparse.Namespace) -> int:
 
 async def annotate(settings: Settings, engine: Engine, project: int, console: Console) -> Summary:
     from ..errors import LabelConfigError, LabelStudioError, TaskError
-    from ..images.fetch import new_http_client
     from ..jobs.direct import DirectJobs
     from ..jobs.runner import read_bounded
-    from ..label_studio.client import LabelStudioClient, TaskSummary
+    from ..label_studio.client import TaskSummary
     from ..label_studio.config import parse_label_config
     from ..label_studio.schemas import Task
-    from ..label_studio.storage import LabelStudioImageFetcher
+    from ..label_studio.session import open_label_studio
     from ..predictor import PredictContext, Predictor
     from ..priority import Priority
     from ..training.trainer import Trainer
@@ -109,14 +108,9 @@ async def annotate(settings: Settings, engine: Engine, project: int, console: Co
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    http = new_http_client(settings.fetch_timeout, allow_private=settings.allow_private_networks)
-    async with http:
-        fetcher = LabelStudioImageFetcher(
-            http, max_bytes=settings.max_image_bytes, settings=settings
-        )
-        label_studio = fetcher.connect(None)
-        assert label_studio.host is not None
-        client = LabelStudioClient(http, label_studio.host, label_studio.auth)
+    async with open_label_studio(settings) as session:
+        http, fetcher, client = session.http, session.fetcher, session.client
+        label_studio = session.label_studio
         predictor = Predictor(engine, fetcher, settings)
         # A project with a promoted fine-tuned model is read with it (docs/training.md).
         predictor.project_models = Trainer(settings).model_for

@@ -43,9 +43,9 @@ from PIL import Image
 from ..errors import TaskError
 from ..images.crop import crop_region, region_bounds, within
 from ..images.decode import decode_image
-from ..images.fetch import new_http_client
 from ..label_studio.client import LabelStudioClient
 from ..label_studio.config import OcrTargets, parse_label_config
+from ..label_studio.session import open_label_studio
 from ..label_studio.storage import LabelStudio, LabelStudioImageFetcher
 from ..settings import Settings
 from .alphabet import missing_characters, recogniser_model
@@ -304,20 +304,13 @@ def _settle(partial: Path, out: Path) -> None:
 async def export_with_settings(settings: Settings, project: int, out: Path) -> Manifest:
     """Export with LABEL_STUDIO_HOST, its token and the fetch limits of the settings."""
     model = recogniser_model(settings.lang_list)
-    http = new_http_client(settings.fetch_timeout, allow_private=settings.allow_private_networks)
-    async with http:
-        fetcher = LabelStudioImageFetcher(
-            http, max_bytes=settings.max_image_bytes, settings=settings
-        )
-        label_studio = fetcher.connect(None)
-        assert label_studio.host is not None
-        client = LabelStudioClient(http, label_studio.host, label_studio.auth)
+    async with open_label_studio(settings) as session:
         return await export_project(
             project,
             out,
-            client=client,
-            fetcher=fetcher,
-            label_studio=label_studio,
+            client=session.client,
+            fetcher=session.fetcher,
+            label_studio=session.label_studio,
             languages=settings.lang_list,
             alphabet=model.characters,
             recogniser=model.name,
