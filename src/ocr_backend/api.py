@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
@@ -12,6 +14,7 @@ from .http.auth import BasicAuthMiddleware
 from .http.lifespan import lifespan_for
 from .http.limits import BodySizeLimit
 from .http.observe import ObservabilityMiddleware
+from .http.predict_body import document_predict_request
 from .http.routes import router
 from .logs import configure_logging
 from .settings import Settings
@@ -49,6 +52,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     # Outermost: 401s get a request id and a log line too.
     app.add_middleware(ObservabilityMiddleware)
     handlers.install(app)
+    # /predict's body is read by the service itself; its models join the docs here.
+    schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_predict_request(schema())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

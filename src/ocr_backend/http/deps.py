@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Body, Depends, Request
+from fastapi import Depends, Request
 
 from ..engine import Engine
 from ..jobs.answers import QueuedPredictions
@@ -20,9 +20,9 @@ from ..predictor import Predictor
 from ..settings import Settings
 from ..training.trainer import Trainer
 from .admission import AdmissionQueue
-from .examples import PREDICT_EXAMPLES
 from .lifespan import STATE_KEY, Services
 from .observe import RequestContext, current
+from .predict_body import read_predict_request
 
 
 async def get_services(request: Request) -> Services:
@@ -85,11 +85,13 @@ async def get_request_context() -> RequestContext:
 RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]
 
 
-async def get_predict_request(
-    body: Annotated[PredictRequest, Body(openapi_examples=PREDICT_EXAMPLES)],
-) -> PredictRequest:
-    """/predict's body, shared by the route and the dependencies that read its project."""
-    return body
+async def get_predict_request(request: Request) -> PredictRequest:
+    """/predict's body, shared by the route and the dependencies that read its project.
+
+    Read and checked off the event loop, task by task (predict_body.py); the route
+    documents it with PREDICT_BODY, as FastAPI would a declared body.
+    """
+    return await read_predict_request(request)
 
 
 PredictRequestDep = Annotated[PredictRequest, Depends(get_predict_request)]

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,6 +35,8 @@ class RequestContext:
     """What a route tells the request's log line; set through `current()`."""
 
     id: str
+    # When the request arrived (time.monotonic()): /predict's PREDICT_DEADLINE runs from here.
+    started: float = field(default_factory=time.monotonic)
     tasks: int | None = None
     failed: int | None = None
     outcome: str | None = None

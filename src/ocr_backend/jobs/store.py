@@ -370,11 +370,15 @@ class JobStore:
                 return offset
         return None
 
-    def claim_answers(self, keys: Sequence[str], answer: str) -> dict[str, Outcome]:
+    def claim_answers(
+        self, keys: Sequence[str], answer: str, *, settled_only: bool = False
+    ) -> dict[str, Outcome]:
         """Each task's outcome; the results done and undelivered are now this answer's.
 
         They are `answering` until the answer is sent (`answers_sent`), or given back
-        to the writer when the client is gone (`answers_not_sent`).
+        to the writer when the client is gone (`answers_not_sent`). With `settled_only`,
+        tasks still queued or being read are left out: an answer of 200,000 tasks, most
+        of them queued, took 1.5 s more to make outcomes that all said "pending".
         """
         now = time.time()
 
@@ -384,6 +388,8 @@ class JobStore:
                 marks = ",".join("?" * len(chunk))
                 columns = ANSWER_COLUMNS
                 query = f"SELECT {columns} FROM tasks WHERE key IN ({marks})"  # noqa: S608
+                if settled_only:
+                    query += " AND state NOT IN ('queued', 'reading')"
                 rows = db.execute(query, chunk).fetchall()
                 for row in rows:
                     mine = row["state"] == "done" and row["delivery"] is None
