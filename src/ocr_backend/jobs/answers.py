@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import anyio.to_thread
@@ -148,6 +149,7 @@ class QueuedPredictions:
         queueing = asyncio.create_task(self._queue(tasks, request, keys))
         self._queueing.add(queueing)
         queueing.add_done_callback(self._queueing.discard)
+        queueing.add_done_callback(partial(_log_failure, request_id))
         await asyncio.wait({queueing}, timeout=max(0.0, deadline - time.monotonic()))
         if queueing.done():
             queueing.result()  # a store that failed fails this request, as before
@@ -230,6 +232,12 @@ class _Request:
     priority: Priority
     request_id: str
     deadline: float
+
+
+def _log_failure(request_id: str, queueing: asyncio.Task[None]) -> None:
+    """A failure to queue is this request's error; after its answer, only the log has it."""
+    if not queueing.cancelled() and (exc := queueing.exception()) is not None:
+        log.error("request %s: queueing its tasks failed: %s", request_id, exc)
 
 
 def queue_entries(tasks: Sequence[Task], request: _Request) -> list[Entry]:
