@@ -5,7 +5,9 @@ task already there); the request waits until each is read or until
 PREDICT_DEADLINE, then takes, in one atomic step, the results no one
 delivered yet. Those go in the answer. A task not read by then comes back
 without `result` (Label Studio stores the others and skips it) and is
-written to Label Studio through its API once read.
+written to Label Studio through its API once read. Tasks are queued a chunk
+at a time off the event loop; those not queued by the deadline come back the
+same way and are queued after the answer.
 """
 
 from __future__ import annotations
@@ -134,7 +136,7 @@ class QueuedPredictions:
         """
         if project is not None:
             project = stored_project(project)
-        request = _Request(
+        request = QueuedRequest(
             scope=project or NO_PROJECT,
             project=project,
             version=self.version_for(project),
@@ -173,7 +175,7 @@ class QueuedPredictions:
         carried = [key for key, outcome in outcomes.items() if outcome.answered_here]
         return items, summary, carried
 
-    async def _queue(self, tasks: Sequence[Task], request: _Request, keys: list[str]) -> None:
+    async def _queue(self, tasks: Sequence[Task], request: QueuedRequest, keys: list[str]) -> None:
         """Queue `tasks` a chunk at a time, adding each chunk's keys to `keys` once queued."""
         for offset in range(0, len(tasks), QUEUE_CHUNK):
             if self.runner.stopping.is_set():
@@ -220,7 +222,7 @@ QUEUE_CHUNK = 2000  # tasks built and queued at a time: about 40 ms of work each
 
 
 @dataclass(frozen=True)
-class _Request:
+class QueuedRequest:
     """What every task of one /predict is queued and answered with."""
 
     scope: str
@@ -240,7 +242,7 @@ def _log_failure(request_id: str, queueing: asyncio.Task[None]) -> None:
         log.error("request %s: queueing its tasks failed: %s", request_id, exc)
 
 
-def queue_entries(tasks: Sequence[Task], request: _Request) -> list[Entry]:
+def queue_entries(tasks: Sequence[Task], request: QueuedRequest) -> list[Entry]:
     """The queue's rows for `tasks` (in a worker thread: keys are hashes of each task)."""
     host = request.label_studio.host
     entries = []
@@ -269,7 +271,7 @@ def answer_items(
     keys: Sequence[str],
     outcomes: dict[str, Outcome],
     writable: bool,
-    request: _Request,
+    request: QueuedRequest,
 ) -> tuple[list[dict[str, Any]], AnswerSummary]:
     """Each task's entry in the answer, as JSON, and what the answer holds.
 
