@@ -222,6 +222,21 @@ def test_a_body_that_is_not_a_predict_request_is_a_422_naming_the_field(client, 
     assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"tasks": [{"data": {"ocr": ' + "[" * 100_000 + "]" * 100_000 + "}}]}",  # too deep
+        '{"tasks": [{"id": ' + "9" * 5_000 + ', "data": {}}]}',  # 5,000 digits
+    ],
+)
+def test_json_that_python_cannot_hold_is_a_400_not_a_500(client, body):
+    # /predict's body is parsed by the service itself (http/predict_body.py): what
+    # FastAPI answered with a 400 stays a 400 (a first version of it answered 500).
+    response = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text[:200]
+    assert "send UTF-8 JSON" in response.json()["detail"]
+
+
 def test_every_route_with_a_body_answers_400_to_bytes_that_are_not_text_and_documents_it(client):
     # The fuzzer once found /train answering an undocumented 400 (b"\xff" as the body).
     paths = client.get("/openapi.json").json()["paths"]

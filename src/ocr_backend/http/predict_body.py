@@ -71,11 +71,13 @@ def parse_predict_request(raw: bytes) -> PredictRequest:
         text = raw.decode(json.detect_encoding(raw), "surrogatepass")
     except (UnicodeDecodeError, LookupError):
         raise HTTPException(status_code=400, detail=UNREADABLE) from None
+    whole: Any = None
     try:
         start = _skip(text, 0)
-        if not text.startswith("{", start):
-            return _validated(json.loads(text))  # not an object: the model says so
-        envelope, tasks, errors = _parse_object(text, start)
+        if text.startswith("{", start):
+            envelope, tasks, errors = _parse_object(text, start)
+        else:
+            whole = json.loads(text)  # not an object: the model says so below
     except json.JSONDecodeError as exc:
         raise RequestValidationError(
             [
@@ -88,6 +90,11 @@ def parse_predict_request(raw: bytes) -> PredictRequest:
                 }
             ]
         ) from None
+    except (RecursionError, ValueError):
+        # Nesting too deep, a number of more than 4,300 digits: FastAPI's 400.
+        raise HTTPException(status_code=400, detail=UNREADABLE) from None
+    if not text.startswith("{", start):
+        return _validated(whole)
     if tasks is None:  # no `tasks`, or not an array: the model names what is wrong
         return _validated(envelope)
     try:
