@@ -25,10 +25,8 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
-import pickle
 import threading
 import time
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +36,7 @@ from ..errors import ClusterUnavailable, ClusterUnreachable, StartupError
 from ..images.crop import Crop
 from ..metrics import CLUSTER_ACTORS_UP, CLUSTER_REDISPATCHED, ENGINE_LOAD_SECONDS, OCR_SECONDS
 from .cluster_actor import check_address
+from .cluster_driver import drive
 from .easyocr_reader import NAME, easyocr_version
 from .lines import TextLine
 
@@ -51,12 +50,10 @@ log = logging.getLogger(__name__)
 
 # How often a lost cluster is tried again (each try: the address probed, then the actors).
 REJOIN_SECONDS = 10.0
-# How often the driver process reports its pool's health.
-REPORT_SECONDS = 0.5
-# Put into the object store once a report (see `_serve`).
-PROBE = b"ocr-backend"
-# How long `ready()` sleeps between looks at that report.
+# How long `ready()` sleeps between looks at the driver's last report.
 POLL_SECONDS = 0.25
+# A driver process silent this long (it reports every 0.5 s) makes /health say "degraded".
+SILENT_SECONDS = 10.0
 
 
 class ClusterProcess:
@@ -75,6 +72,7 @@ class ClusterProcess:
         self.redispatched = 0
         self.reads_by_node: dict[str, int] = {}
         self._pool: dict[str, Any] | None = None  # the pool's last health report
+        self._reported = time.monotonic()
         self._lost: str | None = None  # why there is no pool, while there is none
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -101,7 +99,10 @@ class ClusterProcess:
         context = multiprocessing.get_context("spawn")  # no fork of a process with threads
         connection, child_end = context.Pipe()
         process = context.Process(
-            target=drive, args=(self.settings, child_end), name="ocr-backend-ray-driver"
+            target=drive,
+            args=(self.settings, child_end),
+            name="ocr-backend-ray-driver",
+            daemon=True,  # stopped, not waited for, if this process exits without close()
         )
         process.start()
         child_end.close()
@@ -161,7 +162,7 @@ class ClusterProcess:
         for seconds in took:
             OCR_SECONDS.observe(seconds)
         with self._lock:
-            self._pool = health
+            self._pool, self._reported = health, time.monotonic()
             self.reads_by_node = reads_by_node
             more, self.redispatched = redispatched - self.redispatched, redispatched
             self.seconds_per_image = seconds_per_image
@@ -281,9 +282,14 @@ class ClusterProcess:
             await asyncio.sleep(POLL_SECONDS)
 
     def health(self) -> dict[str, Any]:
-        """The pool's last report (at most REPORT_SECONDS old), or what is lost. Never waits."""
+        """The pool's last report (every 0.5 s), or what is lost. Never waits."""
         with self._lock:
             pool = self._pool or {"cluster": {}}
+            silent = time.monotonic() - self._reported
+            if self._lost is None and silent > SILENT_SECONDS:
+                # Stuck, not lost: the reads in hand may still be answered.
+                stuck = f"the Ray driver process has not reported for {silent:.0f} s"
+                return {"degraded": True, "cluster": {**pool["cluster"], "lost": stuck}}
             if self._lost is None:
                 return {**pool, "cluster": {**pool["cluster"], "lost": None}}
             return {
@@ -330,102 +336,3 @@ def settle(waiting: Waiting, lines: Any, error: BaseException | None) -> None:
             future.set_exception(error)
 
     loop.call_soon_threadsafe(answer)
-
-
-def portable(error: Exception) -> Exception:
-    """The error itself where it pickles (ClusterUnavailable does), else its text."""
-    try:
-        pickle.dumps(error)
-    except Exception:
-        return RuntimeError(f"{type(error).__name__}: {error}")
-    return error
-
-
-# --- in the driver process ----------------------------------------------------------------
-
-
-def drive(settings: Settings, connection: Connection) -> None:
-    """The driver process: join the cluster, start the pool, read what the service sends."""
-    from ..logs import configure_logging
-
-    configure_logging(settings.log_level)
-    from .cluster import ClusterEngine
-
-    try:
-        engine = ClusterEngine.load(settings)
-    except StartupError as exc:
-        connection.send(("failed", str(exc)))
-        return
-    engine.took = []  # the seconds of each read, for the service's OCR_SECONDS
-    try:
-        connection.send(("ready", {"device": engine.device, "health": engine.health()}))
-        asyncio.run(_serve(engine, connection))
-    finally:
-        engine.close()
-
-
-async def _serve(engine: Any, connection: Connection) -> None:
-    """Read each image sent, answer each, report the pool's health, until told to stop."""
-    loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-
-    def listen() -> None:  # the pipe's reads block: in a thread of their own
-        while True:
-            try:
-                message = connection.recv()
-            except (EOFError, OSError):  # the service is gone
-                message = ("stop",)
-            loop.call_soon_threadsafe(inbox.put_nowait, message)
-            if message[0] == "stop":
-                return
-
-    def send(message: tuple[Any, ...]) -> None:
-        try:
-            connection.send(message)
-        except OSError:  # the service is gone
-            inbox.put_nowait(("stop",))
-
-    async def read(call: int, method: str, image: Any, recogniser: Path | None) -> None:
-        try:
-            lines = await getattr(engine, method)(image, recogniser)
-        except asyncio.CancelledError:
-            return
-        except Exception as exc:
-            send(("failed", call, portable(exc)))
-        else:
-            send(("read", call, lines))
-
-    async def report() -> None:
-        import ray
-
-        while True:
-            # The object store every read puts its image into, touched once a report: a
-            # lost local node then ends this process now, not at the next image.
-            await asyncio.to_thread(ray.put, PROBE)
-            took, engine.took[:] = list(engine.took), []
-            health = engine.health()
-            reads = dict(engine.reads_by_node)
-            send(("health", health, reads, engine.redispatched, engine.seconds_per_image, took))
-            await asyncio.sleep(REPORT_SECONDS)
-
-    threading.Thread(target=listen, name="ray-driver-inbox", daemon=True).start()
-    reading: dict[int, asyncio.Task[None]] = {}
-
-    def forget(call: int, _: object) -> None:
-        reading.pop(call, None)
-
-    reporter = asyncio.create_task(report())
-    while True:
-        message = await inbox.get()
-        if message[0] == "stop":
-            break
-        if message[0] == "read":
-            call = message[1]
-            task = asyncio.create_task(read(*message[1:]))
-            reading[call] = task
-            task.add_done_callback(partial(forget, call))
-        elif message[0] == "cancel" and message[1] in reading:
-            reading[message[1]].cancel()
-    reporter.cancel()
-    for task in list(reading.values()):
-        task.cancel()
