@@ -10,6 +10,7 @@ goes, this process sees it close and stops.
 from __future__ import annotations
 
 import asyncio
+import logging
 import pickle
 import threading
 from functools import partial
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from ..settings import Settings
+
+log = logging.getLogger(__name__)
 
 # How often the pool's health is reported to the service.
 REPORT_SECONDS = 0.5
@@ -92,10 +95,17 @@ async def _serve(engine: Any, connection: Connection) -> None:
     async def report() -> None:
         import ray
 
+        refused = False
         while True:
             # The object store every read puts its image into, touched once a report: a
             # lost local node then ends this process now, not at the next image.
-            await asyncio.to_thread(ray.put, PROBE)
+            try:
+                await asyncio.to_thread(ray.put, PROBE)
+                refused = False
+            except Exception as exc:  # a full object store, say: the report still goes out
+                if not refused:
+                    log.warning("Ray driver: the object store refused a put: %s", exc)
+                refused = True
             took, engine.took[:] = list(engine.took), []
             health = engine.health()
             reads = dict(engine.reads_by_node)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ClusterUnavailable, ClusterUnreachable, StartupError
+from ..errors import ClusterUnavailable, ClusterUnreachable
 from ..images.crop import Crop
 from ..metrics import CLUSTER_ACTORS_UP, CLUSTER_REDISPATCHED, ENGINE_LOAD_SECONDS, OCR_SECONDS
 from .cluster_actor import check_address
@@ -206,7 +206,7 @@ class ClusterProcess:
             try:
                 check_address(self.settings)
                 self._start()
-            except StartupError as exc:
+            except Exception as exc:  # ClusterUnreachable, or a process that cannot start
                 if str(exc) != said:  # once per reason, not every REJOIN_SECONDS
                     said = str(exc)
                     log.warning(
