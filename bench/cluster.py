@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from bench.pages import document
-from ocr_backend.engine import load_engine
 from ocr_backend.ocr.cluster import ClusterEngine
 from ocr_backend.ocr.local import LocalEngine
 from ocr_backend.settings import Settings
@@ -90,7 +89,8 @@ def main() -> int:
             "A": LocalEngine.load(
                 local, threads=1, torch_threads=max(1, int(local.ray_actor_cpus))
             ),
-            "B": load_engine(
+            # The pool in this process (the service holds it in a driver process of its own).
+            "B": ClusterEngine.load(
                 Settings(
                     **base,
                     ray_address=cluster.address,
@@ -99,7 +99,9 @@ def main() -> int:
                 )
             ),
         }
-        engines["C"] = load_engine(Settings(**base, ray_address=cluster.address, ray_actors=2))
+        engines["C"] = ClusterEngine.load(
+            Settings(**base, ray_address=cluster.address, ray_actors=2)
+        )
         try:
             for engine in engines.values():  # one warm read per reader
                 asyncio.run(read_all(engine, images[: engine.threads]))

@@ -8,6 +8,11 @@ the images.
 The tests share one cluster and run in file order: the GPU-option pool
 first (its own actors, let go before the others load), then the batch, the
 node killed mid-batch, and last the cluster lost.
+
+The service holds its pool in a driver process of its own (`load_engine`:
+ocr/cluster_process.py); tests of the pool itself load it in this process
+(`ClusterEngine.load`) to look inside it. tests/test_cluster_head_lost.py
+loses the head under the service's own process.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ocr_backend.api import create_app
 from ocr_backend.engine import load_engine
 from ocr_backend.errors import ClusterUnreachable
 from ocr_backend.ocr.cluster import ClusterEngine
+from ocr_backend.ocr.cluster_process import ClusterProcess
 from ocr_backend.settings import Settings
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
@@ -111,9 +117,8 @@ def test_gpu_actor_options_schedule_on_the_node_that_has_them(cluster, model_dir
         ray_actor_gpus=0.5,
         ray_actor_resources="fake_accelerator=1",
     )
-    engine = load_engine(settings)
+    engine = ClusterEngine.load(settings)
     try:
-        assert isinstance(engine, ClusterEngine)
         image = draw_page(["SHARED GPU"])[0]
         import numpy as np
 
@@ -152,13 +157,18 @@ async def test_the_lifespan_joins_the_cluster_and_a_drawn_region_is_read_there(
     body = predict_body({"drawn": url}) | {"params": {"context": {"result": [region]}}}
     app = create_app(cluster_settings(ray_cluster_.address, model_dir, ray_actors=1))
     async with async_client(app) as (client, services):
-        assert isinstance(services.engine, ClusterEngine)
+        assert isinstance(services.engine, ClusterProcess)
         response = await client.post("/predict", json=body, timeout=120)
-        reads = sum(services.engine.reads_by_node.values())
+
+        def reads() -> int:  # as the driver process last reported (every 0.5 s)
+            return sum(services.engine.reads_by_node.values())
+
+        assert await wait_until(lambda: reads() >= 1, 5)
+        await asyncio.sleep(1)
+        assert reads() == 1  # read on the pool: the region, not the page
     assert response.status_code == 200, response.text
     (prediction,) = response.json()["results"]
     assert texts_of(prediction) == "Order 4711"
-    assert reads == 1  # read on the pool: the region, not the page
 
 
 async def test_a_busy_pool_grows_to_its_maximum_and_shrinks_when_idle(
@@ -171,7 +181,7 @@ async def test_a_busy_pool_grows_to_its_maximum_and_shrinks_when_idle(
     ray_cluster_, (node_1, node_2) = cluster
     server, urls = pages
     settings = cluster_settings(ray_cluster_.address, model_dir, ray_actors=1, ray_actors_max=2)
-    engine = load_engine(settings)
+    engine = ClusterEngine.load(settings)
     try:
         assert engine.threads == 2  # the predictor decodes for the largest pool
         assert engine.health()["cluster"]["actors"] == 1
@@ -194,7 +204,7 @@ async def test_a_busy_pool_grows_to_its_maximum_and_shrinks_when_idle(
 @pytest.fixture(scope="module")
 def engine(cluster, model_dir: Path):
     ray_cluster_, _ = cluster
-    engine = load_engine(cluster_settings(ray_cluster_.address, model_dir))
+    engine = ClusterEngine.load(cluster_settings(ray_cluster_.address, model_dir))
     yield engine
     engine.close()
 

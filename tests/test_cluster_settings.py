@@ -153,3 +153,31 @@ def test_ray_client_without_its_extra_says_what_to_install(model_dir: Path):
         )
         with pytest.raises(ClusterUnreachable, match=r"requires pip package `ray\[client\]`"):
             load_engine(settings)
+
+
+async def test_without_its_driver_process_the_service_answers_503_and_degraded_at_once(
+    caplog: pytest.LogCaptureFixture,
+):
+    """The driver process's exit, told by hand (tests/test_cluster_head_lost.py kills a real
+    head): every read and `ready` is a 503 naming the address, /health's part says why."""
+    import time
+
+    from ocr_backend.errors import ClusterUnavailable
+    from ocr_backend.ocr.cluster_process import ClusterProcess
+
+    settings = Settings(lang_list="en", ray_address="127.0.0.1:6379", ray_wait_seconds=30)
+    engine = ClusterProcess(settings)
+    engine._driver_lost(1)
+    engine.close()  # no driver to join again: the rejoin stops before its first try
+    started = time.monotonic()
+    health = engine.health()
+    for attempt in (engine.ready(), engine.read(None)):  # type: ignore[arg-type]
+        with pytest.raises(ClusterUnavailable) as caught:
+            await attempt
+        assert "RAY_ADDRESS=127.0.0.1:6379 is lost" in str(caught.value)
+        assert "exited with status 1" in str(caught.value) and caught.value.retry_after == 10
+    assert time.monotonic() - started < 1  # not RAY_WAIT_SECONDS
+    assert health["degraded"] is True and health["cluster"]["actors_up"] == 0
+    assert "exited with status 1" in health["cluster"]["lost"]
+    (told,) = [r.getMessage() for r in caplog.records if "Lost the Ray cluster" in r.getMessage()]
+    assert "RAY_ADDRESS=127.0.0.1:6379" in told and "joining it again every 10 s" in told

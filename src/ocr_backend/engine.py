@@ -1,7 +1,8 @@
 """The engine's face: what the service needs of whatever reads the images.
 
 Two engines stand behind it: this process's OCR threads (ocr/local.py) and,
-with RAY_ADDRESS set, a pool of Ray actors (ocr/cluster.py). Both read with
+with RAY_ADDRESS set, a pool of Ray actors (ocr/cluster.py) held by a child
+process (ocr/cluster_process.py). Both read with
 TextReaders (ocr/text_reader.py) and read drawn regions the same way
 (ocr/drawn.py); the predictor and everything above it do not know which
 one reads.
@@ -61,11 +62,13 @@ class Engine(Protocol):
 def load_engine(settings: Settings) -> Engine:
     """The engine the settings ask for. Raises StartupError.
 
-    Ray is imported only when RAY_ADDRESS is set: the embedded default
-    neither needs it installed nor pays its start-up.
+    Ray is imported only when RAY_ADDRESS is set, and then in a child process
+    that holds the pool (ocr/cluster_process.py): the embedded default neither
+    needs it installed nor pays its start-up, and a lost cluster cannot end
+    this process.
     """
     if settings.ray_address is None:
         return LocalEngine.load(settings)
-    from .ocr.cluster import ClusterEngine
+    from .ocr.cluster_process import ClusterProcess
 
-    return ClusterEngine.load(settings)
+    return ClusterProcess.load(settings)

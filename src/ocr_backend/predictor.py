@@ -27,7 +27,7 @@ import numpy as np
 
 from .convert import page_prediction
 from .engine import Engine
-from .errors import RequestError, TaskError, TooManyPages
+from .errors import ClusterUnavailable, RequestError, TaskError, TooManyPages
 from .images.cache import ImageCache
 from .images.crop import Crop, crop_region, region_bounds, within
 from .images.decode import PDF_ADVICE, decode_page
@@ -319,6 +319,11 @@ class Predictor:
         if isinstance(exc, TaskError):
             reason, message = exc.reason, str(exc)
             log.warning("request %s: task %s: %s", context.request_id, task.id, message)
+        elif isinstance(exc, ClusterUnavailable):
+            # The Ray cluster lost while this task was read: no bug, and said once in the log
+            # (ocr/cluster_process.py); the next request is answered 503.
+            reason = "cluster_unavailable"
+            message = f"task {task.id} could not be read: {exc}"
         else:
             reason = "unexpected"
             message = (

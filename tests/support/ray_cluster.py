@@ -41,25 +41,28 @@ def prepare_environment() -> None:
 
 
 @contextmanager
-def ray_cluster(workers: list[dict[str, Any]]) -> Iterator[tuple[Any, list[Any]]]:
+def ray_cluster(
+    workers: list[dict[str, Any]], head_port: int | None = None
+) -> Iterator[tuple[Any, list[Any]]]:
     """A head and one worker node per dict of `add_node` arguments, stopped afterwards.
 
-    Yields the cluster and its worker nodes, in the order asked.
+    Yields the cluster and its worker nodes, in the order asked. `head_port`: the
+    GCS port of the head (a free one by default), to bring a lost head back.
 
     Must run in the main thread (Ray installs signal handlers when a node starts).
     """
     prepare_environment()
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 0,
-            "include_dashboard": False,
-            "object_store_memory": OBJECT_STORE,
-            "_system_config": HEALTH_CHECKS,
-        },
-    )
+    head: dict[str, Any] = {
+        "num_cpus": 0,
+        "include_dashboard": False,
+        "object_store_memory": OBJECT_STORE,
+        "_system_config": HEALTH_CHECKS,
+    }
+    if head_port is not None:
+        head["gcs_server_port"] = head_port
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     try:
         yield cluster, [add_worker(cluster, **args) for args in workers]
     finally:
@@ -105,6 +108,15 @@ def descendants(roots: set[int]) -> set[int]:
     return found
 
 
+def kill(pids: set[int]) -> None:
+    """SIGKILL these processes, by PID (those already gone are skipped)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def stop_leftovers(pids: set[int]) -> None:
     """Kill, by PID, whatever of the cluster outlived its shutdown."""
     deadline = time.monotonic() + 5
@@ -112,11 +124,7 @@ def stop_leftovers(pids: set[int]) -> None:
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)
         alive = {pid for pid in alive if Path(f"/proc/{pid}").exists()}
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill(alive)
 
 
 def listening_addresses(pids: set[int]) -> set[str]:

@@ -69,10 +69,12 @@ def serve(settings: Settings) -> int:
     from ..engine import load_engine
     from ..ocr.reader import check_startup
 
+    engine = None
     try:
         if settings.workers == 1:
             # Load here so the port opens only with a warm engine.
-            app: object = create_app(settings, engine=load_engine(settings))
+            engine = load_engine(settings)
+            app: object = create_app(settings, engine=engine)
         else:
             # Each worker loads its own engine; check what would stop them all first.
             check_startup(settings)
@@ -85,18 +87,22 @@ def serve(settings: Settings) -> int:
     # into the handler it found. A stop that was asked for and done cleanly exits 0.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
-    uvicorn.run(
-        app,  # type: ignore[arg-type]
-        factory=settings.workers > 1,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level.lower(),
-        access_log=False,  # ocr_backend.requests logs each request, with its id
-        timeout_graceful_shutdown=30,
-        # Longer than clients keep an idle connection (httpx: 5 s, uvicorn's own default):
-        # with equal timeouts a client can send on a connection the server is closing, and
-        # that request gets no answer at all (seen once per ~2,000 in bench/load.py).
-        timeout_keep_alive=15,
-    )
+    try:
+        uvicorn.run(
+            app,  # type: ignore[arg-type]
+            factory=settings.workers > 1,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level.lower(),
+            access_log=False,  # ocr_backend.requests logs each request, with its id
+            timeout_graceful_shutdown=30,
+            # Longer than clients keep an idle connection (httpx: 5 s, uvicorn's own default):
+            # with equal timeouts a client can send on a connection the server is closing, and
+            # that request gets no answer at all (seen once per ~2,000 in bench/load.py).
+            timeout_keep_alive=15,
+        )
+    finally:
+        if engine is not None:  # with RAY_ADDRESS: its driver process stops with it
+            engine.close()
     return 0

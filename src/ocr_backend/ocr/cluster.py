@@ -62,6 +62,20 @@ IDLE_SECONDS = 120.0
 POLL_SECONDS = 0.25
 
 
+def check_wait(settings: Settings, since: float | None) -> float:
+    """When a wait for an actor began; raises ClusterUnavailable once over RAY_WAIT_SECONDS."""
+    now = time.monotonic()
+    since = now if since is None else since
+    if now - since > settings.ray_wait_seconds:
+        raise ClusterUnavailable(
+            f"No Ray actor could read for {settings.ray_wait_seconds:g} s "
+            f"(RAY_WAIT_SECONDS): the cluster at RAY_ADDRESS={settings.ray_address} "
+            "is down or has no room for the pool; retry later",
+            retry_after=max(1, round(settings.ray_wait_seconds)),
+        )
+    return since
+
+
 class _MemberDown(Exception):
     """The actor a call waits on was marked down by the monitor."""
 
@@ -83,6 +97,8 @@ class ClusterEngine:
         self.redispatched = 0
         self.idle_seconds = IDLE_SECONDS
         self.reads_by_node: Counter[str] = Counter()
+        # The seconds of each read, when a driver process reports them (cluster_process.py).
+        self.took: list[float] | None = None
         self._actors = actors
         self._members = members
         self._growing: Member | None = None
@@ -193,20 +209,13 @@ class ClusterEngine:
             member.last_used = time.monotonic()
 
     def _check_wait(self, since: float | None) -> float:
-        now = time.monotonic()
-        since = now if since is None else since
-        if now - since > self.settings.ray_wait_seconds:
-            raise ClusterUnavailable(
-                f"No Ray actor could read for {self.settings.ray_wait_seconds:g} s "
-                f"(RAY_WAIT_SECONDS): the cluster at RAY_ADDRESS={self.settings.ray_address} "
-                "is down or has no room for the pool; retry later",
-                retry_after=max(1, round(self.settings.ray_wait_seconds)),
-            )
-        return since
+        return check_wait(self.settings, since)
 
     def _record(self, result: Read) -> list[TextLine]:
         lines, took, node = result
         OCR_SECONDS.observe(took)
+        if self.took is not None:
+            self.took.append(took)
         # Per actor; the pool as a whole reads `threads` at a time, as local threads do.
         self.seconds_per_image = 0.8 * self.seconds_per_image + 0.2 * took
         with self._lock:

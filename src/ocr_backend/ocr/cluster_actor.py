@@ -115,8 +115,12 @@ def speaks_grpc(host: str, port: int) -> bool:
     return header[3] == 0x04  # the frame's type: SETTINGS
 
 
-def connect(settings: Settings) -> Any:
-    """`ray.init` on RAY_ADDRESS, failing in seconds with one clear message."""
+def check_address(settings: Settings) -> None:
+    """Fail in seconds, with one clear message, where `ray.init` would hang or fail late.
+
+    Needs no Ray import: the service asks it before it starts its driver process.
+    Raises ClusterUnreachable.
+    """
     address = settings.ray_address or "auto"
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
@@ -144,14 +148,20 @@ def connect(settings: Settings) -> Any:
                 "proxy?). Give the Ray head's GCS address (port 6379 by default) or "
                 "ray://host:10001, or unset RAY_ADDRESS to read in this process"
             )
-    try:
-        import ray
-    except ImportError:
+    if importlib.util.find_spec("ray") is None:
         raise ClusterUnreachable(
             "RAY_ADDRESS is set but Ray is not installed: install the cluster extra "
             "(pip install 'ocr-backend[cluster]'; images: docker build --build-arg "
             "EXTRAS=cluster), or unset RAY_ADDRESS to read in this process"
-        ) from None
+        )
+
+
+def connect(settings: Settings) -> Any:
+    """`ray.init` on RAY_ADDRESS, failing in seconds with one clear message."""
+    address = settings.ray_address or "auto"
+    check_address(settings)
+    import ray
+
     global _drivers
     if ray.is_initialized():  # another pool of this process (benchmarks) already joined
         _drivers += 1
