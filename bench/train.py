@@ -12,9 +12,12 @@ words each holds (tests/images/README.md) says how much a project model forgets
 of other text.
 
     nice -n 10 python -m bench.train [--tasks 64] [--lines 5] [--epochs 30] [--threads 2]
+        [--variants 3] [--never-annotated 0] [--seed 10000]
 
 Prints training time, lines/s, held-out CER before and after, and the real
-photos' CER before and after. Run it from the repository root.
+photos' CER before and after; with --never-annotated N, also the CER per line
+of N more photos no one annotated, read whole before and after (what the
+end-to-end test measures). Run it from the repository root.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -39,7 +43,14 @@ from ocr_backend.training.alphabet import recogniser_model
 from ocr_backend.training.export import export_project
 from ocr_backend.training.finetune import fine_tune
 from tests.support.label_studio_api import LabelStudioApi
-from tests.support.meter_displays import annotation_result, fonts_missing, meter_photo
+from tests.support.meter_displays import (
+    MeterPhoto,
+    annotation_result,
+    fonts_missing,
+    line_error_rate,
+    meter_photo,
+    text_per_line,
+)
 from tests.support.photos import DIAGRAM, SCREENSHOT, STREET_SIGNS
 
 PROJECT = 3
@@ -84,10 +95,10 @@ PHOTO_WORDS = {
 }
 
 
-def project(server: LabelStudioApi, tasks: int, lines: int) -> None:
+def project(server: LabelStudioApi, tasks: int, lines: int, seed: int) -> None:
     server.add_project(PROJECT, STOCK_OCR_CONFIG)
     for number in range(tasks):
-        photo = meter_photo(seed=10_000 + number, lines=lines)
+        photo = meter_photo(seed=seed + number, lines=lines)
         server.uploads[f"upload/{PROJECT}/meter-{number}.jpg"] = photo.jpeg
         server.add_task(
             PROJECT,
@@ -115,11 +126,9 @@ async def export(server: LabelStudioApi, out: Path, settings: Settings) -> None:
         )
 
 
-def photo_cer(weights: Path | None) -> float:
-    """CER of the photos' known words: each word against the line read nearest to it."""
+def whole_reader(weights: Path | None) -> Any:
+    """EasyOCR's reader (detector and recogniser), with the project's recogniser if given."""
     import easyocr
-    from rapidfuzz import process
-    from rapidfuzz.distance import Levenshtein
 
     with tempfile.TemporaryDirectory() as scratch:
         reader = easyocr.Reader(
@@ -132,6 +141,15 @@ def photo_cer(weights: Path | None) -> float:
         )
     if weights is not None:
         load_recogniser(reader, weights, ["en"])
+    return reader
+
+
+def photo_cer(weights: Path | None) -> float:
+    """CER of the photos' known words: each word against the line read nearest to it."""
+    from rapidfuzz import process
+    from rapidfuzz.distance import Levenshtein
+
+    reader = whole_reader(weights)
     edits = characters = 0
     for path, words in PHOTO_WORDS.items():
         texts = reader.readtext(np.asarray(Image.open(path).convert("RGB")), detail=0)
@@ -142,6 +160,20 @@ def photo_cer(weights: Path | None) -> float:
     return edits / characters
 
 
+def never_annotated_cer(weights: Path | None, photos: list[MeterPhoto]) -> float:
+    """CER per line of photos no one annotated, read whole (detector and recogniser) as
+    the service reads a task: what tests/e2e/test_60_training.py measures."""
+    reader = whole_reader(weights)
+    read: list[str] = []
+    for photo in photos:
+        found = reader.readtext(photo.jpeg)
+        centres = [
+            (tuple(np.mean(np.asarray(box, dtype=float), axis=0)), text) for box, text, _ in found
+        ]
+        read += text_per_line(centres, photo)
+    return line_error_rate(read, photos)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=64)
@@ -149,7 +181,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--variants", type=int, default=3, help="augmented copies per line")
+    parser.add_argument("--variants", type=int, default=3, help="copies of each line per pass")
+    parser.add_argument(
+        "--never-annotated",
+        type=int,
+        default=0,
+        help="also read this many photos no one annotated, whole, before and after",
+    )
+    parser.add_argument("--seed", type=int, default=10_000, help="the first photo's seed")
     args = parser.parse_args()
     if fonts_missing():
         raise SystemExit(fonts_missing())
@@ -158,7 +197,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     server = LabelStudioApi(storage_url="http://127.0.0.1:9")
     try:
-        project(server, args.tasks, args.lines)
+        project(server, args.tasks, args.lines, args.seed)
         with tempfile.TemporaryDirectory() as folder:
             settings = Settings(
                 lang_list="en",
@@ -186,6 +225,13 @@ def main() -> None:
             )
             print(f"  {outcome}", flush=True)
             before, after = photo_cer(None), photo_cer(weights)
+            unseen = [
+                meter_photo(seed=args.seed + 5_000 + n, lines=args.lines)
+                for n in range(args.never_annotated)
+            ]
+            if unseen:
+                unseen_before = never_annotated_cer(None, unseen)
+                unseen_after = never_annotated_cer(weights, unseen)
     finally:
         server.close()
     print(f"project: {args.tasks} tasks x {args.lines} lines; export {exported:.1f} s")
@@ -200,6 +246,11 @@ def main() -> None:
     print(
         f"real photos (tests/images) known words: CER {before:.3f} stock -> {after:.3f} fine-tuned"
     )
+    if unseen:
+        print(
+            f"never-annotated photos ({len(unseen)} x {args.lines} lines, read whole): CER per "
+            f"line {unseen_before:.3f} stock -> {unseen_after:.3f} fine-tuned"
+        )
 
 
 if __name__ == "__main__":

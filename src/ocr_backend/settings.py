@@ -90,9 +90,11 @@ class Settings(BaseSettings):
     label_studio_host: str | None = None
     label_studio_access_token: SecretStr | None = None
 
-    # Fine-tuning a project's recogniser (training/): torch threads, and passes over the lines.
+    # Fine-tuning a project's recogniser (training/): torch threads, passes over the lines,
+    # and how many times each line is seen per pass (itself and augmented copies of it).
     training_threads: int = Field(default=1, ge=1, le=256)
     training_epochs: int = Field(default=30, ge=1, le=10_000)
+    training_variants: int = Field(default=3, ge=1, le=20)
 
     # The Ray cluster engine (ocr/cluster.py), used only when RAY_ADDRESS is set.
     # RAY_ADDRESS is Ray's own variable: `ray.init` would read it anyway.

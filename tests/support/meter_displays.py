@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import math
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,30 @@ def rotated_corners(geometry: dict[str, float], size: tuple[int, int]) -> list[t
     return [
         (x + u * cos - v * sin, y + u * sin + v * cos) for u, v in ((0, 0), (w, 0), (w, h), (0, h))
     ]
+
+
+def text_per_line(found: Iterable[tuple[tuple[float, float], str]], photo: MeterPhoto) -> list[str]:
+    """What a reading of the whole photo found on each of its lines: the texts whose centre
+    (x, y in pixels) lies in the line's box, left to right, spaces left out (the detector
+    splits a line into words where the display leaves a wide gap; no model reads those gaps)."""
+    placed = list(found)
+    read = []
+    for line in photo.lines:
+        box = np.array(rotated_corners(line.geometry, photo.size), dtype=np.float32)
+        inside = sorted(
+            (centre[0], text)
+            for centre, text in placed
+            if cv2.pointPolygonTest(box, (float(centre[0]), float(centre[1])), False) >= 0
+        )
+        read.append("".join(text for _, text in inside).replace(" ", ""))
+    return read
+
+
+def line_error_rate(read: Sequence[str], photos: Sequence[MeterPhoto]) -> float:
+    """Character error rate of `read` (text_per_line of each photo, one after the other)
+    against the photos' lines, spaces left out: edits per character of the truth."""
+    from rapidfuzz.distance import Levenshtein
+
+    truth = [line.text.replace(" ", "") for photo in photos for line in photo.lines]
+    edits = sum(Levenshtein.distance(r, t) for r, t in zip(read, truth, strict=True))
+    return edits / sum(len(t) for t in truth)

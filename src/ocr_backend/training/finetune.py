@@ -101,6 +101,7 @@ class Outcome:
     unlearnable_lines: int
     missing_characters: dict[str, int]
     epochs: int
+    variants: int  # copies of each training line per pass: itself, then augmented ones
     seconds: float
     lines_per_second: float
     better: bool
@@ -108,7 +109,7 @@ class Outcome:
 
 
 Progress = Callable[[float, str], None]  # share done (0..1), what is happening
-VARIANTS = 3  # photographs of each training line (augmented) whose features are kept
+VARIANTS = 3  # copies of each training line whose features are kept: itself, then augmented
 
 
 def fine_tune(
@@ -132,8 +133,8 @@ def fine_tune(
     export has no line to learn from, or no held-out line to measure on.
 
     The convolutions up to the last one keep the stock weights: they see strokes and
-    edges, which any text has. Their output for each line (and for VARIANTS augmented
-    copies of it) is computed once; the last convolution, the BiLSTMs and the output
+    edges, which any text has. Their output for each line (and for `variants - 1`
+    augmented copies of it) is computed once; the last convolution, the BiLSTMs and the output
     layer learn the project's glyphs from it. Measured on 2 busy CPU cores that is 7
     times less work per pass than training the whole network (bench/train.py).
     """
@@ -229,6 +230,7 @@ def fine_tune(
         unlearnable_lines=train.unlearnable + held_out.unlearnable,
         missing_characters=dict(missing.most_common()),
         epochs=done_epochs,
+        variants=variants,
         seconds=seconds,
         lines_per_second=seen / max(seconds, 1e-9),
         better=better,

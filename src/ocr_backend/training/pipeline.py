@@ -135,6 +135,7 @@ def train_project(
             settings.lang_list,
             registry.weights_path(project, number),
             epochs=epochs,
+            variants=settings.training_variants,
             device=device,
             progress=fine_tuning,
         )
