@@ -11,7 +11,7 @@ from PIL import Image
 from ocr_backend.images.crop import Area, Crop, crop_polygon, crop_rectangle, crop_region, pad
 from ocr_backend.ocr.drawn import detection_scale
 from tests.support.drawing import draw_page
-from tests.support.photos import DIAGRAM, SCREENSHOT, light_on_dark
+from tests.support.photos import DIAGRAM, SCREENSHOT, STREET_SIGNS, light_on_dark
 
 
 def inside(crop: Crop) -> np.ndarray:
@@ -138,6 +138,18 @@ def test_small_text_in_a_frame_reads_as_readtext_reads_it(engine):
     diagram = np.asarray(Image.open(DIAGRAM).convert("RGB"))
     value = {"x": 13.4, "y": 30.5333, "width": 8.62, "height": 12.9, "rotation": 0}
     assert _region_text(engine, diagram, value) == "Pre-Process"  # was `Pra-Procoss`
+
+
+def test_tiny_text_in_a_loose_or_turned_box_is_read_as_readtext_reads_the_crop(engine):
+    """Street signs' 10-pixel coordinates: the replicated margin smeared them out of detection.
+
+    Both boxes read as nothing before, where readtext on the crop saved as a file reads
+    `79],` and `[475`."""
+    signs = np.asarray(Image.open(STREET_SIGNS).convert("RGB"))
+    loose = {"x": 47.7564, "y": 65.0333, "width": 2.8509, "height": 4.2667, "rotation": 0}
+    turned = {"x": 44.4794, "y": 45.4330, "width": 3.9704, "height": 5.8564, "rotation": 357.0}
+    assert _region_text(engine, signs, loose).startswith("79]")
+    assert _region_text(engine, signs, turned) == "[475"
 
 
 def test_a_padded_crop_says_where_the_users_region_lies_in_it():

@@ -14,6 +14,8 @@ outwards) is left out.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..images.crop import Area, Crop
 from ..images.planes import as_planes
 from .lines import TextLine
@@ -53,11 +55,25 @@ def read_drawn(reader: TextReader, crop: Crop) -> list[TextLine]:
         kept, _ = _kept(reader.detect(planes), crop.drawn)
     if kept.horizontal or kept.free:
         return reader.recognise(planes, kept)
-    # Nothing detection would keep: readtext reads nothing here either. A box drawn around
-    # one small character is read whole, where the reading is confident.
+    # Nothing found in the padded crop: detect in the drawn area alone, exactly the pixels
+    # readtext gets from the crop saved as a file. The replicated margin that lets detection
+    # find a letter at the box's edge smears a small loose box's text outwards: `79],` and
+    # `[475` (10-pixel characters) were found in the bare area and not in the padded one.
     top, bottom, left, right = crop.drawn
+    area = planes[top:bottom, left:right]
+    bare = reader.detect(area)
+    if bare.horizontal or bare.free:
+        return [_moved(line, left, top) for line in reader.recognise(area, bare)]
+    # Nothing detection finds: readtext reads nothing here either. A box drawn around one
+    # small character is read whole, where the reading is confident.
     whole = Detected(horizontal=[[left, right, top, bottom]], free=[])
     return [line for line in reader.recognise(planes, whole) if line.score >= WHOLE_SCORE]
+
+
+def _moved(line: TextLine, left: int, top: int) -> TextLine:
+    """A line read in the drawn area alone, in the crop's pixels."""
+    polygon = tuple((x + left, y + top) for x, y in line.polygon)
+    return replace(line, polygon=polygon)  # type: ignore[arg-type]
 
 
 def _kept(found: Detected, drawn: Area) -> tuple[Detected, float]:
