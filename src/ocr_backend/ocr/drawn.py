@@ -61,7 +61,7 @@ def read_drawn(reader: TextReader, crop: Crop) -> list[TextLine]:
     # `[475` (10-pixel characters) were found in the bare area and not in the padded one.
     top, bottom, left, right = crop.drawn
     area = planes[top:bottom, left:right]
-    bare = reader.detect(area)
+    bare = reader.detect(area, scale)  # at the first pass's scale: a large blank box stays cheap
     if bare.horizontal or bare.free:
         return [_moved(line, left, top) for line in reader.recognise(area, bare)]
     # Nothing detection finds: readtext reads nothing here either. A box drawn around one
