@@ -46,6 +46,7 @@ from ..metrics import (
 from .cluster_actor import Member, Read, actor_class, connect, disconnect, start_actors
 from .easyocr_reader import NAME, easyocr_version
 from .lines import TextLine
+from .shipped_weights import WeightsShipper
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -76,6 +77,12 @@ def check_wait(settings: Settings, since: float | None) -> float:
     return since
 
 
+def _put(data: bytes) -> Any:
+    import ray
+
+    return ray.put(data)
+
+
 class _MemberDown(Exception):
     """The actor a call waits on was marked down by the monitor."""
 
@@ -101,6 +108,7 @@ class ClusterEngine:
         self.took: list[float] | None = None
         self._actors = actors
         self._members = members
+        self._shipper = WeightsShipper(_put)
         self._growing: Member | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -153,6 +161,10 @@ class ClusterEngine:
         import ray
 
         data = ray.put(image)  # once: a re-dispatched image is not sent from here again
+        # A project's weights go by the object store too: the actor's node lacks our files.
+        shipped = None
+        if recogniser is not None:
+            shipped = await asyncio.to_thread(self._shipper.ship, recogniser)
         waiting_since: float | None = None
         while True:
             member = self._choose()
@@ -161,7 +173,7 @@ class ClusterEngine:
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             waiting_since = None
-            ref = getattr(member.handle, method).remote(data, recogniser)
+            ref = getattr(member.handle, method).remote(data, shipped)
             try:
                 future = asyncio.wrap_future(ref.future())
                 while True:

@@ -6,6 +6,7 @@ when RAY_ADDRESS is set.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import os
@@ -21,6 +22,7 @@ from ..errors import ClusterUnreachable, StartupError
 from ..images.crop import Crop
 from .lines import TextLine
 from .local import LocalEngine
+from .shipped_weights import ShippedWeights, WeightsCache, actor_folder
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -42,7 +44,9 @@ class OcrActor:
     """Runs on a Ray worker: one EasyOCR reader in its own thread (a LocalEngine of one thread).
 
     Made a Ray actor class by `actor_class`; the methods are async so that
-    the actor answers `ready` pings while its reader thread is busy.
+    the actor answers `ready` pings while its reader thread is busy. A project's
+    recogniser arrives as `ShippedWeights` (ocr/shipped_weights.py): its bytes come
+    from Ray's object store into a file of this actor, never from the service's disk.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -52,6 +56,7 @@ class OcrActor:
         self.node = ray.get_runtime_context().get_node_id()
         self.error: str | None = None
         self.device = ""
+        self.weights = WeightsCache(actor_folder())
         try:
             self.engine = LocalEngine.load(
                 settings, threads=1, torch_threads=max(1, int(settings.ray_actor_cpus))
@@ -64,15 +69,25 @@ class OcrActor:
     async def ready(self) -> dict[str, Any]:
         return {"node": self.node, "device": self.device, "pid": os.getpid(), "error": self.error}
 
-    async def read(self, image: np.ndarray, recogniser: Path | None) -> Read:
+    async def read(self, image: np.ndarray, recogniser: ShippedWeights | None) -> Read:
         started = time.perf_counter()
-        lines = await self.engine.read(image, recogniser)
+        lines = await self.engine.read(image, await self._weights_file(recogniser))
         return lines, time.perf_counter() - started, self.node
 
-    async def read_region(self, crop: Crop, recogniser: Path | None) -> Read:
+    async def read_region(self, crop: Crop, recogniser: ShippedWeights | None) -> Read:
         started = time.perf_counter()
-        lines = await self.engine.read_region(crop, recogniser)
+        lines = await self.engine.read_region(crop, await self._weights_file(recogniser))
         return lines, time.perf_counter() - started, self.node
+
+    async def _weights_file(self, recogniser: ShippedWeights | None) -> Path | None:
+        """This actor's file of the weights sent; fetched from the object store when new."""
+        if recogniser is None:
+            return None
+        found = self.weights.find(recogniser.digest)
+        if found is not None:
+            return found
+        data = await recogniser.ref
+        return await asyncio.to_thread(self.weights.store, recogniser.digest, data)
 
 
 @dataclass(eq=False)
