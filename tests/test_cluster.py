@@ -6,8 +6,9 @@ remote cluster with RAY_ADDRESS. Real EasyOCR in every actor, real HTTP for
 the images.
 
 The tests share one cluster and run in file order: the GPU-option pool
-first (its own actors, let go before the others load), then the batch, the
-node killed mid-batch, and last the cluster lost.
+first (its own actors, let go before the others load), a training run as a
+Ray task (while the workers' CPUs are free), a project's weights sent to the
+actors, then the batch, the node killed mid-batch, and last the cluster lost.
 
 The service holds its pool in a driver process of its own (`load_engine`:
 ocr/cluster_process.py); tests of the pool itself load it in this process
@@ -18,10 +19,16 @@ loses the head under the service's own process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ocr_backend.api import create_app
@@ -30,11 +37,21 @@ from ocr_backend.errors import ClusterUnreachable
 from ocr_backend.ocr.cluster import ClusterEngine
 from ocr_backend.ocr.cluster_process import ClusterProcess
 from ocr_backend.settings import Settings
+from ocr_backend.training.registry import ModelRegistry
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
+from tests.support.environment import with_source_path, without_service_variables
 from tests.support.image_server import ImageServer
 from tests.support.label_studio import OCR_TEMPLATE, drawn_rectangle
-from tests.support.ray_cluster import add_worker, listening_addresses, ray_cluster, ray_pids
+from tests.support.label_studio_api import LabelStudioApi
+from tests.support.meter_displays import annotation_result, fonts_missing, meter_photo
+from tests.support.ray_cluster import (
+    RAY_ENVIRONMENT,
+    add_worker,
+    listening_addresses,
+    ray_cluster,
+    ray_pids,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -201,12 +218,157 @@ async def test_a_busy_pool_grows_to_its_maximum_and_shrinks_when_idle(
         engine.close()
 
 
+@pytest.fixture
+def label_studio():
+    server = LabelStudioApi(storage_url="http://127.0.0.1:9")
+    yield server
+    server.close()
+
+
+def meter_project(label_studio: LabelStudioApi, project: int) -> None:
+    """Six annotated photos of meter displays, three lines each (as tests/test_training.py)."""
+    label_studio.add_project(project, OCR_TEMPLATE)
+    for number in range(6):
+        photo = meter_photo(seed=2000 + number, lines=3)
+        name = f"upload/{project}/m{number}.jpg"
+        label_studio.uploads[name] = photo.jpeg
+        label_studio.add_task(
+            project, {"ocr": f"/data/{name}"}, {"result": annotation_result(photo)}
+        )
+
+
+@pytest.mark.skipif(fonts_missing() is not None, reason=str(fonts_missing()))
+def test_training_runs_as_a_ray_task_on_a_worker_node_and_is_promoted(
+    cluster, label_studio, tmp_path
+):
+    """`ocr-backend train` with RAY_ADDRESS: fine-tuned on a worker node (its CPU), the
+    weights written into the registry here and served, as an in-process training is."""
+    ray_cluster_, nodes = cluster
+    meter_project(label_studio, 5)
+    environ = without_service_variables() | {
+        "LABEL_STUDIO_HOST": label_studio.host,
+        "LABEL_STUDIO_ACCESS_TOKEN": label_studio.personal_access_token,
+        "LANG_LIST": "en",
+        "MODEL_DIR": str(tmp_path / "models"),
+        "MODEL_DOWNLOAD": "false",
+        "RAY_ADDRESS": ray_cluster_.address,  # TRAINING_ON unset: the cluster
+        "RAY_START_TIMEOUT": "120",
+        **RAY_ENVIRONMENT,
+        "TRAINING_THREADS": "1",
+        "TRAINING_EPOCHS": "2",
+        "LOG_LEVEL": "INFO",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "ocr_backend", "train", "--project", "5"],
+        env=with_source_path(environ),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    workers = {node.node_id[:12] for node in nodes}
+    ran_on = [w for w in workers if f"fine-tuning on Ray node {w}" in done.stderr]
+    assert len(ran_on) == 1, done.stderr[-3000:]  # a worker node, not the driver's machine
+    assert "epoch 2/2" in done.stderr  # the node's progress reached the progress file
+    registry = ModelRegistry(tmp_path / "models", label_studio.host)
+    figures = registry.trainings(5)[0]
+    assert figures["trained_on"] == "cluster"
+    assert figures["cer_after"] < figures["cer_before"], figures
+    served = registry.current(5)
+    assert served is not None and served.version.endswith("-project5-training1")
+    assert f"serving {served.version}" in done.stdout
+    progress = json.loads((registry.folder(5) / "progress.json").read_text())
+    assert progress["state"] == "promoted" and progress["version"] == served.version
+    assert sorted(p.name for p in registry.folder(5).iterdir()) == [
+        "current.json",
+        "progress.json",
+        "training-1.json",
+        "training-1.pth",
+    ]
+
+
+def test_a_training_no_node_has_room_for_fails_with_what_it_asks(cluster, label_studio, tmp_path):
+    """Two CPUs asked (TRAINING_THREADS=2), one per node: told in RAY_START_TIMEOUT, no hang."""
+    from ocr_backend.training.pipeline import train_project
+
+    ray_cluster_, _ = cluster
+    meter_project(label_studio, 6)
+    settings = Settings(
+        lang_list="en",
+        model_dir=tmp_path,
+        model_download=False,
+        label_studio_host=label_studio.host,
+        label_studio_access_token=label_studio.personal_access_token,
+        ray_address=ray_cluster_.address,
+        ray_start_timeout=3,
+        training_threads=2,
+    )
+    started = time.monotonic()
+    with pytest.raises(ClusterUnreachable, match="no Ray node took the fine-tuning") as caught:
+        train_project(settings, 6, epochs=1)
+    assert time.monotonic() - started < 30
+    message = str(caught.value)
+    assert "it asks one node for CPU 2" in message
+    assert (
+        "the cluster's nodes have: CPU 1; CPU 1, GPU 1, fake_accelerator 2; nothing" in message
+    ), message
+    registry = ModelRegistry(tmp_path, label_studio.host)
+    progress = json.loads((registry.folder(6) / "progress.json").read_text())
+    assert progress["state"] == "failed" and "no Ray node took" in progress["step"]
+    assert registry.current(6) is None
+
+
 @pytest.fixture(scope="module")
 def engine(cluster, model_dir: Path):
     ray_cluster_, _ = cluster
     engine = ClusterEngine.load(cluster_settings(ray_cluster_.address, model_dir))
     yield engine
     engine.close()
+
+
+def reads_x_only(stock: Path, out: Path) -> Path:
+    """Recogniser weights that read every line as "X": a project model whose use shows."""
+    import torch
+
+    from ocr_backend.training.alphabet import recogniser_model
+
+    state = torch.load(stock, map_location="cpu", weights_only=True)
+    bias = torch.full_like(state["module.Prediction.bias"], -10.0)
+    bias[recogniser_model(("en",)).characters.index("X") + 1] = 10.0
+    state["module.Prediction.weight"] = torch.zeros_like(state["module.Prediction.weight"])
+    state["module.Prediction.bias"] = bias
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, out)
+    return out
+
+
+async def test_actors_read_with_project_weights_sent_through_the_object_store(
+    cluster, engine, tmp_path: Path
+):
+    """The service's weights file is deleted after its first read: the actor that never
+    read with it reads with it all the same, from the bytes the object store brought."""
+    from ocr_backend.ocr.weights import bundled_model_dir
+
+    stock = bundled_model_dir()
+    assert stock is not None
+    weights = reads_x_only(stock / "english_g2.pth", tmp_path / "trained" / "training-1.pth")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    page = np.asarray(draw_page(["HELLO WORLD"])[0])
+    _, nodes = cluster
+    engine.reads_by_node.clear()
+    try:
+        assert [line.text for line in await engine.read(page)] == ["HELLO WORLD"]
+        assert [line.text for line in await engine.read(page, weights)] == ["X"]
+        weights.unlink()  # the service's file is gone: no actor may need it from here on
+        both = await asyncio.gather(engine.read(page, weights), engine.read(page, weights))
+        assert [[line.text for line in lines] for lines in both] == [["X"], ["X"]]
+        assert set(engine.reads_by_node) == {node.node_id for node in nodes}
+        # Each actor keeps the weights in a file of its own, named by their digest.
+        kept = list((Path(tempfile.gettempdir()) / "ocr-backend-weights").glob(f"*/{digest}.pth"))
+        assert len(kept) == 2, kept
+        assert [line.text for line in await engine.read(page)] == ["HELLO WORLD"]
+    finally:
+        engine.reads_by_node.clear()  # the next tests count their own reads
 
 
 async def test_a_batch_spreads_over_both_worker_nodes(cluster, engine, pages):

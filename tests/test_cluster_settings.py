@@ -181,3 +181,43 @@ async def test_without_its_driver_process_the_service_answers_503_and_degraded_a
     assert "exited with status 1" in health["cluster"]["lost"]
     (told,) = [r.getMessage() for r in caplog.records if "Lost the Ray cluster" in r.getMessage()]
     assert "RAY_ADDRESS=127.0.0.1:6379" in told and "joining it again every 10 s" in told
+
+
+def test_training_runs_on_the_cluster_by_default_with_ray_address():
+    assert Settings(lang_list="en").trains_on_cluster is False
+    assert Settings(lang_list="en", ray_address="ray-head:6379").trains_on_cluster is True
+    on_here = Settings(lang_list="en", ray_address="ray-head:6379", training_on=" Local ")
+    assert on_here.training_on == "local" and on_here.trains_on_cluster is False
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"training_on": "cluster"}, "TRAINING_ON=cluster runs the fine-tuning as a Ray task"),
+        ({"training_on": "gpu"}, "invalid TRAINING_ON='gpu': must be one of local, cluster"),
+    ],
+)
+def test_a_wrong_training_place_says_what_to_change(values: dict, expected: str):
+    assert expected in error_of(lang_list="en", **values)
+
+
+def test_training_on_an_unreachable_cluster_fails_at_once_with_the_reason(tmp_path: Path):
+    """Told in /jobs (the progress file) before anything is exported; nothing served."""
+    from ocr_backend.training.pipeline import train_project
+    from ocr_backend.training.registry import ModelRegistry
+
+    port = free_port()  # nothing listens there
+    settings = Settings(
+        lang_list="en",
+        model_dir=tmp_path,
+        label_studio_host="http://127.0.0.1:9",
+        label_studio_access_token="unused",
+        ray_address=f"127.0.0.1:{port}",
+    )
+    with pytest.raises(ClusterUnreachable, match="nothing answers there"):
+        train_project(settings, 7)
+    registry = ModelRegistry(tmp_path, "http://127.0.0.1:9")
+    progress = (registry.folder(7) / "progress.json").read_text()
+    assert '"state": "failed"' in progress
+    assert f"RAY_ADDRESS=127.0.0.1:{port}: nothing answers there" in progress
+    assert registry.current(7) is None and not registry.trainings(7)

@@ -25,6 +25,7 @@ DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d+)$")
 LogLevel = Literal["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"]
 DetectorRuntime = Literal["torch", "onnx"]
 Precision = Literal["fp32", "bf16", "fp16"]
+TrainingOn = Literal["local", "cluster"]
 # Values that must never be echoed back in an error message.
 SECRET_FIELDS = frozenset({"basic_auth_pass", "label_studio_access_token"})
 
@@ -95,6 +96,9 @@ class Settings(BaseSettings):
     training_threads: int = Field(default=1, ge=1, le=256)
     training_epochs: int = Field(default=30, ge=1, le=10_000)
     training_variants: int = Field(default=3, ge=1, le=20)
+    # Where the fine-tuning step runs: this machine, or a Ray task on RAY_ADDRESS's cluster.
+    # Unset: the cluster when RAY_ADDRESS is set (training/cluster.py).
+    training_on: TrainingOn | None = None
 
     # The Ray cluster engine (ocr/cluster.py), used only when RAY_ADDRESS is set.
     # RAY_ADDRESS is Ray's own variable: `ray.init` would read it anyway.
@@ -146,6 +150,11 @@ class Settings(BaseSettings):
     @classmethod
     def _precision(cls, value: Any) -> str:
         return one_of(value, get_args(Precision))
+
+    @field_validator("training_on", mode="before")
+    @classmethod
+    def _training_on(cls, value: Any) -> str | None:
+        return None if value is None else one_of(value, get_args(TrainingOn))
 
     @field_validator("label_studio_host", mode="before")
     @classmethod
@@ -278,6 +287,22 @@ class Settings(BaseSettings):
                 "DETECTOR_RUNTIME=torch (PRECISION=bf16 then runs the detector with OpenVINO)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _training_cluster(self) -> Settings:
+        if self.training_on == "cluster" and self.ray_address is None:
+            raise ValueError(
+                "TRAINING_ON=cluster runs the fine-tuning as a Ray task, but RAY_ADDRESS is "
+                "unset: set RAY_ADDRESS to the cluster, or TRAINING_ON=local"
+            )
+        return self
+
+    @property
+    def trains_on_cluster(self) -> bool:
+        """Whether the fine-tuning runs as a Ray task: TRAINING_ON, by default with RAY_ADDRESS."""
+        if self.training_on is None:
+            return self.ray_address is not None
+        return self.training_on == "cluster"
 
     @model_validator(mode="after")
     def _ray_pool(self) -> Settings:

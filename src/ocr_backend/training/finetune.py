@@ -238,6 +238,16 @@ def fine_tune(
     )
 
 
+def held_out_cer(
+    weights: Path, export: Path, model: RecogniserModel, languages: Sequence[str], device: str
+) -> float:
+    """The CER of `weights` on the export's held-out lines, read as they would be served:
+    what a new training must beat where a project model serves already."""
+    held_out = load_lines(export / "recogniser" / "val", model.characters)
+    truth = [line.text for line in held_out.lines]
+    return cer(read_lines(weights, languages, held_out.lines, device), truth)
+
+
 def read_lines(
     weights: Path, languages: Sequence[str], lines: Sequence[Line], device: str
 ) -> list[str]:

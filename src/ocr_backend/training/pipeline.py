@@ -19,10 +19,14 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings
 from .registry import ModelRegistry, ProjectModel, write_atomically
+
+if TYPE_CHECKING:
+    from .alphabet import RecogniserModel
+    from .finetune import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,41 @@ def stock_version(settings: Settings) -> str:
     return model_version(settings, cast(Engine, engine))
 
 
+def _fine_tune_here(
+    settings: Settings,
+    export: Path,
+    model: RecogniserModel,
+    out: Path,
+    current: ProjectModel | None,
+    epochs: int,
+    progress: Callable[[float, str], None],
+) -> tuple[Outcome, float | None]:
+    """The fine-tuning in this process; with it, the serving model's held-out CER when
+    one serves and the new model beat the stock one (else None)."""
+    from ..ocr.weights import locate_weights
+    from .finetune import fine_tune, held_out_cer
+
+    stock = locate_weights(settings.lang_list, settings.model_dir, settings.model_download)[
+        model.filename
+    ]
+    device = "cpu" if settings.device is None else settings.device
+    outcome = fine_tune(
+        export,
+        stock,
+        model,
+        settings.lang_list,
+        out,
+        epochs=epochs,
+        variants=settings.training_variants,
+        device=device,
+        progress=progress,
+    )
+    serving = None
+    if current is not None and outcome.better:
+        serving = held_out_cer(current.weights, export, model, settings.lang_list, device)
+    return outcome, serving
+
+
 def train_project(
     settings: Settings,
     project: int,
@@ -98,11 +137,13 @@ def train_project(
     on_progress: Callable[[float, str], None] | None = None,
 ) -> tuple[dict[str, Any], ProjectModel | None]:
     """Train the project's recogniser once; its figures, and what serves it now if promoted.
-    Raises LabelStudioError, LabelConfigError, ValueError (nothing to learn from)."""
-    from ..ocr.weights import locate_weights
+
+    The fine-tuning runs in this process, or as a Ray task on RAY_ADDRESS's cluster
+    (TRAINING_ON; training/cluster.py); either way the weights land in the registry here.
+    Raises LabelStudioError, LabelConfigError, ValueError (nothing to learn from),
+    ClusterUnreachable (the cluster does not answer, has no room, or lost the task)."""
     from .alphabet import recogniser_model
     from .export import export_with_settings
-    from .finetune import cer, fine_tune, load_lines, read_lines
 
     assert settings.label_studio_host is not None
     registry = ModelRegistry(settings.model_dir, settings.label_studio_host)
@@ -114,45 +155,45 @@ def train_project(
         if on_progress is not None:
             on_progress(share, step)
 
+    def fine_tuning(share: float, step: str) -> None:
+        report(0.05 + share * 0.9, step)
+
     model = recogniser_model(settings.lang_list)
-    stock = locate_weights(settings.lang_list, settings.model_dir, settings.model_download)[
-        model.filename
-    ]
-    device = "cpu" if settings.device is None else settings.device
     scratch = Path(tempfile.mkdtemp(prefix=".training-", dir=registry.folder(project)))
     try:
+        if settings.trains_on_cluster:
+            from ..ocr.cluster_actor import check_address
+
+            check_address(settings)  # a cluster that does not answer: said before the export
         report(0.0, "exporting the annotations")
         manifest = asyncio.run(export_with_settings(settings, project, scratch / "export"))
         current = registry.current(project)
+        out = registry.weights_path(project, number)
+        if settings.trains_on_cluster:
+            from .cluster import fine_tune_on_cluster
 
-        def fine_tuning(share: float, step: str) -> None:
-            report(0.05 + share * 0.9, step)
-
-        outcome = fine_tune(
-            scratch / "export",
-            stock,
-            model,
-            settings.lang_list,
-            registry.weights_path(project, number),
-            epochs=epochs,
-            variants=settings.training_variants,
-            device=device,
-            progress=fine_tuning,
-        )
+            outcome, serving = fine_tune_on_cluster(
+                settings,
+                scratch / "export",
+                out,
+                epochs=epochs,
+                serving=current.weights if current is not None else None,
+                progress=fine_tuning,
+            )
+        else:
+            outcome, serving = _fine_tune_here(
+                settings, scratch / "export", model, out, current, epochs, fine_tuning
+            )
         figures: dict[str, Any] = {
             **asdict(outcome),
             "number": number,
             "left_out": manifest.left_out_counts,
             "tasks": manifest.tasks,
+            "trained_on": "cluster" if settings.trains_on_cluster else "local",
         }
         better = outcome.better
-        if current is not None and better:
+        if current is not None and better and serving is not None:
             # Better than the stock model is not enough when a project model serves already.
-            held_out = load_lines(scratch / "export" / "recogniser" / "val", model.characters)
-            truth = [line.text for line in held_out.lines]
-            serving = cer(
-                read_lines(current.weights, settings.lang_list, held_out.lines, device), truth
-            )
             figures["cer_serving"] = serving
             if outcome.cer_after >= serving:
                 better = False
