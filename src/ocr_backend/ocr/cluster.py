@@ -4,7 +4,9 @@ Used instead of the in-process engine when RAY_ADDRESS is set; it has the
 same interface (engine.py's `Engine`), so the predictor and everything above
 it do not know where the images are read. Each actor builds its own reader
 from the settings (cluster_actor.py) and reads drawn regions as this
-process would (ocr/drawn.py). Ray is imported only here and in
+process would (ocr/drawn.py). A project's recogniser goes to the actors
+through Ray's object store, put once per model version (ocr/shipped_weights.py):
+their node has no file of this machine. Ray is imported only here and in
 cluster_actor.py (the actors, joining the cluster), only when this engine loads.
 
 Each image goes to the actor with the fewest images in hand. An actor or
