@@ -60,6 +60,10 @@ def test_an_actor_keeps_the_weights_it_was_sent_in_a_few_files_of_its_own(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{d}.pth" for d in (digests[0], digests[2])
     )
+    # Weights a read uses now stay, over the bound.
+    os.utime(tmp_path / f"{digests[0]}.pth", (1, 1))
+    cache.store(digests[1], b"w1", in_use=frozenset({digests[0]}))
+    assert len(list(tmp_path.iterdir())) == 3
 
 
 def test_an_actor_refuses_bytes_that_do_not_match_their_digest(tmp_path: Path):

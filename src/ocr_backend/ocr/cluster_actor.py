@@ -7,11 +7,14 @@ when RAY_ADDRESS is set.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
 import socket
 import time
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +60,7 @@ class OcrActor:
         self.error: str | None = None
         self.device = ""
         self.weights = WeightsCache(actor_folder())
+        self.in_use: Counter[str] = Counter()  # digests of the weights reads use now
         try:
             self.engine = LocalEngine.load(
                 settings, threads=1, torch_threads=max(1, int(settings.ray_actor_cpus))
@@ -71,23 +75,37 @@ class OcrActor:
 
     async def read(self, image: np.ndarray, recogniser: ShippedWeights | None) -> Read:
         started = time.perf_counter()
-        lines = await self.engine.read(image, await self._weights_file(recogniser))
+        async with self._weights_file(recogniser) as weights:
+            lines = await self.engine.read(image, weights)
         return lines, time.perf_counter() - started, self.node
 
     async def read_region(self, crop: Crop, recogniser: ShippedWeights | None) -> Read:
         started = time.perf_counter()
-        lines = await self.engine.read_region(crop, await self._weights_file(recogniser))
+        async with self._weights_file(recogniser) as weights:
+            lines = await self.engine.read_region(crop, weights)
         return lines, time.perf_counter() - started, self.node
 
-    async def _weights_file(self, recogniser: ShippedWeights | None) -> Path | None:
-        """This actor's file of the weights sent; fetched from the object store when new."""
+    @contextlib.asynccontextmanager
+    async def _weights_file(self, recogniser: ShippedWeights | None) -> AsyncIterator[Path | None]:
+        """This actor's file of the weights sent, fetched from the object store when new;
+        kept while a read uses it (another project's weights arriving never remove it)."""
         if recogniser is None:
-            return None
-        found = self.weights.find(recogniser.digest)
-        if found is not None:
-            return found
-        data = await recogniser.ref
-        return await asyncio.to_thread(self.weights.store, recogniser.digest, data)
+            yield None
+            return
+        digest = recogniser.digest
+        self.in_use[digest] += 1
+        try:
+            found = self.weights.find(digest)
+            if found is None:
+                data = await recogniser.ref
+                found = await asyncio.to_thread(
+                    self.weights.store, digest, data, frozenset(self.in_use)
+                )
+            yield found
+        finally:
+            self.in_use[digest] -= 1
+            if not self.in_use[digest]:
+                del self.in_use[digest]
 
 
 @dataclass(eq=False)

@@ -132,9 +132,9 @@ class WeightsCache:
             return None
         return path
 
-    def store(self, digest: str, data: bytes) -> Path:
+    def store(self, digest: str, data: bytes, in_use: frozenset[str] = frozenset()) -> Path:
         """Keep `data` (checked against `digest`) in its file, written whole; the least
-        recently used files beyond `keep` go."""
+        recently used files beyond `keep` go, except those of digests `in_use`."""
         if hashlib.sha256(data).hexdigest() != digest:
             raise ValueError(f"the recogniser weights sent do not match their digest {digest}")
         path = self.path(digest)
@@ -148,7 +148,7 @@ class WeightsCache:
             raise
         files = sorted(self.folder.glob("*.pth"), key=_used, reverse=True)
         for old in files[self.keep :]:
-            if old != path:
+            if old != path and old.stem not in in_use:
                 old.unlink(missing_ok=True)
         return path
 
