@@ -177,6 +177,9 @@ def test_predict_reads_each_page_as_readtext_reads_the_png_written(tmp_path, eng
     test_predict_puts_each_pages_regions_on_that_page).
     """
     photos = [Image.open(IMAGES / name) for name in PHOTOS]
+    # The street signs' three photos without the printed lists beside them: those are 97
+    # of its 116 lines and three quarters of this test's reading time (measured).
+    photos[1] = photos[1].crop((0, 0, 370, 600))
     photos[2] = photos[2].crop((0, 0, 1000, 500))  # the screenshot's top left: its menus
     pdf = make_pdf(tmp_path / "photos.pdf", photos)
     out = tmp_path / "out"

@@ -1,9 +1,10 @@
 """Fixtures of the end-to-end tests against a real Label Studio.
 
 One Label Studio per session (its cold start is the dearest step); one
-ocr-backend service per test module, each configured the way that module
-needs. Every process is stopped by its process group at the end, also when a
-test fails.
+ocr-backend service per configuration a module needs: modules that need the
+same one share it (`token_service`), each behind a recording pass-through of
+its own. Every process is stopped by its process group at the end, also when
+a test fails.
 """
 
 from __future__ import annotations
@@ -220,3 +221,23 @@ def service_factory(artifacts: Path, timings: Timings) -> Iterator[Callable[...,
     finally:
         for service in started:
             service.stop()
+
+
+@pytest.fixture(scope="session")
+def token_service(
+    service_factory: Callable[..., Service],
+    label_studio: LabelStudioServer,
+    personal_access_token: str,
+) -> Service:
+    """The service with LABEL_STUDIO_HOST and a personal access token, as most users run it.
+
+    Started once for every module that needs exactly this (each start loads
+    EasyOCR again, 10 to 20 s on CI); a module sees it through a pass-through of
+    its own (`Service.recorded_as`), so what it checks of the calls is its own.
+    service_factory stops it at the end of the session.
+    """
+    return service_factory(
+        "with-token",
+        LABEL_STUDIO_HOST=label_studio.url,
+        LABEL_STUDIO_ACCESS_TOKEN=personal_access_token,
+    )

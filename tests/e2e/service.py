@@ -170,15 +170,36 @@ class Service:
     proxy: RecordingProxy
     startup_s: float
     env: dict[str, str] = field(default_factory=dict)
+    # False for a view of another Service's process: stopping it closes its proxy only.
+    owns_process: bool = True
 
     @property
     def url_for_label_studio(self) -> str:
         """What Label Studio is told to connect to: the recording pass-through."""
         return self.proxy.url
 
+    def recorded_as(self, name: str, log_dir: Path) -> Service:
+        """The same process behind a recording pass-through of its own, named `name`.
+
+        Modules that need the service started with the same settings share one
+        process (each start loads EasyOCR again); each still sees only what Label
+        Studio sent it, in `label-studio-to-<name>.jsonl`.
+        """
+        proxy = RecordingProxy(self.url, log_dir / f"label-studio-to-{name}.jsonl")
+        return Service(
+            name=name,
+            url=self.url,
+            process=self.process,
+            proxy=proxy,
+            startup_s=0.0,
+            env=self.env,
+            owns_process=False,
+        )
+
     def stop(self) -> None:
         self.proxy.close()
-        self.process.stop()
+        if self.owns_process:
+            self.process.stop()
 
 
 def start_service(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +38,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def service(
-    service_factory: Callable[..., Service],
-    label_studio: LabelStudioServer,
-    personal_access_token: str,
-) -> Iterator[Service]:
-    service = service_factory(
-        "with-token",
-        LABEL_STUDIO_HOST=label_studio.url,
-        LABEL_STUDIO_ACCESS_TOKEN=personal_access_token,
-    )
+def service(token_service: Service, artifacts: Path) -> Iterator[Service]:
+    service = token_service.recorded_as("ocr-flow", artifacts)
     yield service
     service.stop()
 

@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +63,8 @@ def sizes_by_page(result: list[dict[str, Any]]) -> dict[int, set[tuple[int, int]
 
 
 @pytest.fixture(scope="module")
-def service(
-    service_factory: Callable[..., Service],
-    label_studio: LabelStudioServer,
-    personal_access_token: str,
-) -> Iterator[Service]:
-    service = service_factory(
-        "pages", LABEL_STUDIO_HOST=label_studio.url, LABEL_STUDIO_ACCESS_TOKEN=personal_access_token
-    )
+def service(token_service: Service, artifacts: Path) -> Iterator[Service]:
+    service = token_service.recorded_as("pages", artifacts)
     yield service
     service.stop()
 
