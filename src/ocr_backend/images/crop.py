@@ -70,7 +70,14 @@ def crop_rectangle(image: np.ndarray, value: Mapping[str, Any]) -> Crop | None:
         # An upright (or quarter-turned) box is cut on whole pixels: sampling between them
         # blurs small text, and the recogniser read 9-pixel `Pre-Process` as `Pra-Procoss`.
         along, across = (round(along[0]), round(along[1])), (round(across[0]), round(across[1]))
+        # Each edge on the pixel boundary nearest it, as an image editor cuts the box: a
+        # far edge at x + w rounded on its own, not x and w rounded apart (one pixel off,
+        # which cut the `,` after 10-pixel `149]`).
+        far_x = x + w * along[0] + h * across[0]
+        far_y = y + w * along[1] + h * across[1]
         x, y = round(x), round(y)
+        w = abs((round(far_x) - x) * along[0] + (round(far_y) - y) * along[1])
+        h = abs((round(far_x) - x) * across[0] + (round(far_y) - y) * across[1])
     corners = [
         (x + u * along[0] + v * across[0], y + u * along[1] + v * across[1])
         for u, v in ((0, 0), (w, 0), (w, h), (0, h))

@@ -50,24 +50,66 @@ def read_drawn(reader: TextReader, crop: Crop) -> list[TextLine]:
     """The text in a region a user drew (lines in crop pixels), blocking."""
     planes = as_planes(crop.image)  # once, not in each step
     scale = detection_scale(crop.drawn)
-    kept, least = _kept(reader.detect(planes, scale), crop.drawn)
+    found = reader.detect(planes, scale)
+    kept, least = _kept(found, crop.drawn)
     if scale < 1.0 and least < CLEAR:
-        kept, _ = _kept(reader.detect(planes), crop.drawn)
-    if kept.horizontal or kept.free:
-        return reader.recognise(planes, kept)
-    # Nothing found in the padded crop: detect in the drawn area alone, exactly the pixels
-    # readtext gets from the crop saved as a file. The replicated margin that lets detection
-    # find a letter at the box's edge smears a small loose box's text outwards: `79],` and
-    # `[475` (10-pixel characters) were found in the bare area and not in the padded one.
+        found = reader.detect(planes)
+        kept, _ = _kept(found, crop.drawn)
     top, bottom, left, right = crop.drawn
     area = planes[top:bottom, left:right]
-    bare = reader.detect(area, scale)  # at the first pass's scale: a large blank box stays cheap
-    if bare.horizontal or bare.free:
-        return [_moved(line, left, top) for line in reader.recognise(area, bare)]
+    if scale == 1.0:
+        # Small text: what readtext finds in the drawn area alone (the pixels of the crop
+        # saved as a file) is read as readtext reads it, less the neighbours' pieces: what
+        # detection in the padded crop did not keep. Tiny text is found and cut otherwise
+        # when the margin shifts it by a few pixels: `149]` for `149] ,`, `[461,` for
+        # `[461`, `31S` for `315` (10-pixel characters on street_signs.png).
+        own = _own(reader.detect(area), kept, crop.drawn)
+        if own.horizontal or own.free:
+            return [_moved(line, left, top) for line in reader.recognise(area, own)]
+    if kept.horizontal or kept.free:
+        return reader.recognise(planes, kept)
+    if scale < 1.0:
+        # Nothing found in the padded crop: detect in the drawn area alone, as readtext does
+        # on the crop saved as a file. The replicated margin that lets detection find a
+        # letter at the box's edge can smear a loose box's text outwards.
+        bare = reader.detect(area, scale)  # at the first pass's scale: a blank box stays cheap
+        if bare.horizontal or bare.free:
+            return [_moved(line, left, top) for line in reader.recognise(area, bare)]
     # Nothing detection finds: readtext reads nothing here either. A box drawn around one
     # small character is read whole, where the reading is confident.
     whole = Detected(horizontal=[[left, right, top, bottom]], free=[])
     return [line for line in reader.recognise(planes, whole) if line.score >= WHOLE_SCORE]
+
+
+def _own(bare: Detected, kept: Detected, drawn: Area) -> Detected:
+    """What detection found in the drawn area alone (its own pixels) on the rows of text
+    that detection in the padded crop kept: the rest is the neighbours' pieces above or
+    below, which the padded crop shows reaching out of the drawn area. All of it when the
+    padded crop kept nothing.
+
+    By rows, not by boxes: the padded crop may find only part of a tiny line (`666_` of
+    `.9718757271766663)`), or not the comma after it, where the drawn area alone finds all.
+    """
+    if not (kept.horizontal or kept.free):
+        return bare
+    rows = [(top - drawn.top, bottom - drawn.top) for _, _, top, bottom in _boxes(kept)]
+
+    def ours(box: tuple[float, float, float, float]) -> bool:
+        _, _, top, bottom = box
+        height = bottom - top
+        return height > 0 and any(
+            min(bottom, low) - max(top, high) >= INSIDE * height for high, low in rows
+        )
+
+    return Detected(
+        horizontal=[box for box in bare.horizontal if ours(_upright(box))],
+        free=[box for box in bare.free if ours(_bounds(box))],
+    )
+
+
+def _boxes(found: Detected) -> list[tuple[float, float, float, float]]:
+    """Every box found as (left, right, top, bottom)."""
+    return [_upright(box) for box in found.horizontal] + [_bounds(box) for box in found.free]
 
 
 def _moved(line: TextLine, left: int, top: int) -> TextLine:
