@@ -152,6 +152,30 @@ def test_tiny_text_in_a_loose_or_turned_box_is_read_as_readtext_reads_the_crop(e
     assert _region_text(engine, signs, turned) == "[475"
 
 
+def test_a_tiny_line_in_a_box_cutting_into_its_neighbour_is_read_whole_and_alone(engine):
+    """Street signs' 10-pixel `.9718757271766663)`, in a box that cuts halfway into the line
+    above: detection in the padded crop found only `666_` of it (readtext on the crop saved
+    as a file reads it all). A polygon around it leaves out the neighbour's piece that
+    readtext on the crop reads as `SeeeMaoo`."""
+    signs = np.asarray(Image.open(STREET_SIGNS).convert("RGB"))
+    cut = {"x": 73.3927, "y": 63.4333, "width": 13.0327, "height": 5.8667, "rotation": 0}
+    assert _region_text(engine, signs, cut) == ".9718757271766663)"
+    polygon = {
+        "points": [
+            [73.3927, 65.0333],
+            [79.9091, 64.6333],
+            [86.4255, 65.0333],
+            [86.4255, 69.3],
+            [79.9091, 69.7],
+            [73.3927, 69.3],
+        ]
+    }
+    crop = crop_region(signs, polygon)
+    assert crop is not None
+    texts = [line.text for line in asyncio.run(engine.read_region(crop))]
+    assert len(texts) == 1 and texts[0].startswith("9718757271766663"), texts
+
+
 def test_a_padded_crop_says_where_the_users_region_lies_in_it():
     """On plain paper the margin and the box's own blank edge look alike; the crop tells."""
     rng = np.random.default_rng(0)
