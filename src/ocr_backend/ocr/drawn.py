@@ -9,7 +9,9 @@ skip detection read framed street signs as `Eeawn atoonz _` where
 
 On top of that, what detection found mostly outside the drawn area (in the
 crop's margin: a neighbouring line the box's edge cut through, replicated
-outwards) is left out.
+outwards) is left out. Small text (detected at full size) is read from the
+drawn area alone, as readtext reads the crop's file, on the rows of text
+the padded crop kept: a few pixels' shift changes how tiny text is found.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def _own(bare: Detected, kept: Detected, drawn: Area) -> Detected:
         _, _, top, bottom = box
         height = bottom - top
         return height > 0 and any(
-            min(bottom, low) - max(top, high) >= INSIDE * height for high, low in rows
+            min(bottom, row_bottom) - max(top, row_top) >= INSIDE * height
+            for row_top, row_bottom in rows
         )
 
     return Detected(
