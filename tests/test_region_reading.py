@@ -176,6 +176,25 @@ def test_a_tiny_line_in_a_box_cutting_into_its_neighbour_is_read_whole_and_alone
     assert len(texts) == 1 and texts[0].startswith("9718757271766663"), texts
 
 
+def test_a_polygon_around_a_tiny_word_keeps_its_first_character(engine):
+    """Street signs' 10-pixel `[292` in a loose polygon: detection in the drawn area alone
+    finds the word as a box taller than the row the padded crop found it on (its margin
+    reaches the polygon's edges), and that box was dropped as a neighbour's piece; what
+    the padded crop found read `292`. readtext on the crop saved as a file reads `[292`."""
+    signs = np.asarray(Image.open(STREET_SIGNS).convert("RGB"))
+    polygon = {
+        "points": [
+            [43.7236, 64.6],
+            [45.4545, 64.15],
+            [47.1855, 64.6],
+            [47.1855, 69.4],
+            [45.4545, 69.85],
+            [43.7236, 69.4],
+        ]
+    }
+    assert _region_text(engine, signs, polygon) == "[292"
+
+
 def test_a_padded_crop_says_where_the_users_region_lies_in_it():
     """On plain paper the margin and the box's own blank edge look alike; the crop tells."""
     rng = np.random.default_rng(0)

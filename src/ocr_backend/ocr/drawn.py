@@ -91,6 +91,9 @@ def _own(bare: Detected, kept: Detected, drawn: Area) -> Detected:
 
     By rows, not by boxes: the padded crop may find only part of a tiny line (`666_` of
     `.9718757271766663)`), or not the comma after it, where the drawn area alone finds all.
+    A box is on a row when half of the lower of the two lies in the other: detection in
+    the drawn area alone can find a word as a box reaching to the area's edges, twice its
+    row's height (a polygon around `[292`, which the padded crop read as `292`).
     """
     if not (kept.horizontal or kept.free):
         return bare
@@ -100,7 +103,8 @@ def _own(bare: Detected, kept: Detected, drawn: Area) -> Detected:
         _, _, top, bottom = box
         height = bottom - top
         return height > 0 and any(
-            min(bottom, row_bottom) - max(top, row_top) >= INSIDE * height
+            min(bottom, row_bottom) - max(top, row_top)
+            >= INSIDE * min(height, row_bottom - row_top)
             for row_top, row_bottom in rows
         )
 
