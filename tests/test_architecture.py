@@ -72,7 +72,7 @@ def in_layer(module: str, *layers: str) -> bool:
 # The layers, lowest first: a module may import its own layer and those below, never one
 # above. Each name is a top-level module or package of ocr_backend.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "settings", "metrics", "logs"),  # leaves every layer may use
+    ("errors", "settings", "metrics", "logs", "processes"),  # leaves every layer may use
     ("images",),  # task images: bytes -> decoded planes, crops; knows nothing of OCR
     ("ocr",),  # readers, the local and cluster engines, the drawn-crop strategy
     ("engine",),  # the engine's face

@@ -29,7 +29,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ocr_backend.jobs.store import pid_alive
+from ocr_backend.processes import pid_alive
 from ocr_backend.training.registry import ModelRegistry
 from tests.support.meter_displays import (
     MeterPhoto,

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..priority import Priority
+from ..processes import pid_alive
 from ..settings import Settings
 from .database import FILE_NAME, JOBS_DIR, open_database
 
@@ -192,16 +193,6 @@ class Outcome:
 def new_owner() -> str:
     """Who claims: host, process and a start-up nonce (a pid is reused after a restart)."""
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class JobStore:

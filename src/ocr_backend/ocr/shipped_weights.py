@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..processes import pid_alive
+
 # Model versions the driver keeps in the object store (about 15 MB each for english_g2):
 # every project served lately, so a busy project's next read sends 64 bytes, not 15 MB.
 SHIPPED_MODELS = 8
@@ -94,21 +96,11 @@ def actor_folder(root: Path | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for folder in root.glob("actor-*"):
         pid = folder.name.removeprefix("actor-")
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
     mine = root / f"actor-{os.getpid()}"
     mine.mkdir(exist_ok=True)
     return mine
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class WeightsCache:

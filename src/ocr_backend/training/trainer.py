@@ -27,8 +27,8 @@ import time
 from collections import deque
 from typing import Any
 
-from ..jobs.store import pid_alive
 from ..metrics import TRAINING_CER, TRAINING_DONE
+from ..processes import pid_alive
 from ..settings import Settings
 from .pipeline import PROGRESS, read_progress
 from .registry import ModelRegistry, ProjectModel, project_id
