@@ -15,11 +15,14 @@ install: $(INSTALLED)
 run: install
 	$(VENV)/bin/ocr-backend
 
-# The end-to-end tests need Label Studio (its own venv, cached under ~/.cache/ocr-backend)
-# and headless Chromium (Debian packages, installed when run as root).
-test: install
-	bash scripts/install-test-tools.sh
-	bash scripts/install-label-studio.sh
+# The end-to-end tests need Label Studio (its own venv and a migrated database, cached
+# under ~/.cache/ocr-backend) and headless Chromium (Debian packages, installed when run
+# as root). Label Studio installs beside the service's venv: on a fresh machine the two
+# take minutes each, waiting mostly on downloads and disks.
+test:
+	bash scripts/install-label-studio.sh & label_studio=$$!; \
+	    $(MAKE) install && bash scripts/install-test-tools.sh; status=$$?; \
+	    wait $$label_studio; exit $$status
 	$(MAKE) lint
 	$(VENV)/bin/python -m pytest
 

@@ -10,7 +10,6 @@ import glob
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -136,35 +135,21 @@ def label_studio_environment(data_dir: Path) -> dict[str, str]:
 MIGRATED_DATABASE = "ocr-backend-e2e-migrated.sqlite3"
 
 
-def migrated_database(log_path: Path) -> Path | None:
+def migrated_database() -> Path | None:
     """An empty database with all of this Label Studio's migrations applied; None if that fails.
 
     `label-studio start` on a new data dir first applies its several hundred
-    migrations: 50 s of CPU, most of its cold start. They are applied once, by
-    Label Studio's own `manage.py migrate`, into a database kept in the venv;
-    each session starts on a copy, and Label Studio finds nothing left to
-    migrate. Users, projects and the secret key are made by each start, as before.
+    migrations: a minute or two of CPU, most of its cold start. The install
+    script applies them once, with Label Studio's own `manage.py migrate`,
+    into a database kept in the venv (`make test` does it while the service's
+    own venv installs); each session starts on a copy, and Label Studio finds
+    nothing left to migrate. Users, projects and the secret key are made by
+    each start, as before.
     """
     template = venv_dir() / MIGRATED_DATABASE
-    if template.exists():
-        return template
-    python = venv_dir() / "bin" / "python"
-    with tempfile.TemporaryDirectory(dir=venv_dir()) as scratch, open(log_path, "ab") as log:
-        done = subprocess.run(
-            [str(python), str(package_file("manage.py")), "migrate", "--no-color", "-v", "0"],
-            env=label_studio_environment(Path(scratch)),
-            cwd=scratch,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=900,
-            check=False,
-        )
-        made = Path(scratch) / "label_studio.sqlite3"
-        if done.returncode != 0 or not made.exists():
-            return None  # `start` migrates a new database itself; its log says why this failed
-        os.replace(made, template)  # atomic: a session running beside this one sees all or none
-    return template
+    if not template.exists():  # run outside `make test`: the script makes it (idempotent)
+        subprocess.run(["bash", str(INSTALL_SCRIPT)], check=False, timeout=900)
+    return template if template.exists() else None
 
 
 def start_label_studio(work_dir: Path, log_path: Path, timeout_s: float = 240) -> LabelStudioServer:
@@ -178,8 +163,7 @@ def start_label_studio(work_dir: Path, log_path: Path, timeout_s: float = 240) -
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()  # the first session's migrations count as start-up too
     database = data_dir / "label_studio.sqlite3"
-    migrate_log = log_path.with_name(f"{log_path.stem}-migrate.log")
-    template = None if database.exists() else migrated_database(migrate_log)
+    template = None if database.exists() else migrated_database()
     if template is not None:
         shutil.copyfile(template, database)
     env = label_studio_environment(data_dir)
