@@ -20,6 +20,7 @@ from ocr_backend.documents.tasks import DOCUMENT_LABEL_CONFIG, PageUrls
 from ocr_backend.label_studio.config import parse_label_config
 from ocr_backend.ocr.lines import to_text_line
 from tests.support.drawing import draw_page
+from tests.support.photos import sign_photos
 
 pytestmark = pytest.mark.slow  # the command as a process, PDFs rendered and read
 
@@ -177,9 +178,7 @@ def test_predict_reads_each_page_as_readtext_reads_the_png_written(tmp_path, eng
     test_predict_puts_each_pages_regions_on_that_page).
     """
     photos = [Image.open(IMAGES / name) for name in PHOTOS]
-    # The street signs' three photos without the printed lists beside them: those are 97
-    # of its 116 lines and three quarters of this test's reading time (measured).
-    photos[1] = photos[1].crop((0, 0, 370, 600))
+    photos[1] = sign_photos()  # without the printed lists: 3/4 of this test's reading time
     photos[2] = photos[2].crop((0, 0, 1000, 500))  # the screenshot's top left: its menus
     pdf = make_pdf(tmp_path / "photos.pdf", photos)
     out = tmp_path / "out"
