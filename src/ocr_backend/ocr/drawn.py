@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from ..images.crop import Area, Crop
 from ..images.planes import as_planes
-from .lines import TextLine
+from .lines import Point, TextLine
 from .text_reader import Detected, TextReader
 
 INSIDE = 0.5  # of a detected box's area in the drawn area: less is a neighbour's piece
@@ -121,8 +121,12 @@ def _boxes(found: Detected) -> list[tuple[float, float, float, float]]:
 
 def _moved(line: TextLine, left: int, top: int) -> TextLine:
     """A line read in the drawn area alone, in the crop's pixels."""
-    polygon = tuple((x + left, y + top) for x, y in line.polygon)
-    return replace(line, polygon=polygon)  # type: ignore[arg-type]
+
+    def at(point: Point) -> Point:
+        return point[0] + left, point[1] + top
+
+    first, second, third, fourth = line.polygon
+    return replace(line, polygon=(at(first), at(second), at(third), at(fourth)))
 
 
 def _kept(found: Detected, drawn: Area) -> tuple[Detected, float]:
