@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -40,11 +38,11 @@ from ocr_backend.settings import Settings
 from ocr_backend.training.registry import ModelRegistry
 from tests.support.asgi import async_client
 from tests.support.drawing import draw_page
-from tests.support.environment import with_source_path, without_service_variables
 from tests.support.image_server import ImageServer
 from tests.support.label_studio import OCR_TEMPLATE, drawn_rectangle
 from tests.support.label_studio_api import LabelStudioApi
 from tests.support.meter_displays import annotation_result, fonts_missing, meter_photo
+from tests.support.processes import run_train
 from tests.support.ray_cluster import (
     RAY_ENVIRONMENT,
     add_worker,
@@ -245,7 +243,7 @@ def test_training_runs_as_a_ray_task_on_a_worker_node_and_is_promoted(
     weights written into the registry here and served, as an in-process training is."""
     ray_cluster_, nodes = cluster
     meter_project(label_studio, 5)
-    environ = without_service_variables() | {
+    settings = {
         "LABEL_STUDIO_HOST": label_studio.host,
         "LABEL_STUDIO_ACCESS_TOKEN": label_studio.personal_access_token,
         "LANG_LIST": "en",
@@ -259,13 +257,7 @@ def test_training_runs_as_a_ray_task_on_a_worker_node_and_is_promoted(
         "TRAINING_VARIANTS": "1",  # a third of the work; still promoted (0.516 -> 0.242)
         "LOG_LEVEL": "INFO",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "ocr_backend", "train", "--project", "5"],
-        env=with_source_path(environ),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_train(5, settings, timeout_s=900)
     assert done.returncode == 0, done.stderr[-3000:]
     workers = {node.node_id[:12] for node in nodes}
     ran_on = [w for w in workers if f"fine-tuning on Ray node {w}" in done.stderr]

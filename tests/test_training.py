@@ -8,17 +8,15 @@ figures of a full run are bench/train.py's (docs/training.md).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from ocr_backend.training.export import split_tasks
 from ocr_backend.training.registry import ModelRegistry
-from tests.support.environment import with_source_path, without_service_variables
 from tests.support.label_studio import OCR_TEMPLATE
 from tests.support.label_studio_api import LabelStudioApi
 from tests.support.meter_displays import annotation_result, fonts_missing, meter_photo
+from tests.support.processes import run_train
 
 pytestmark = [
     pytest.mark.slow,  # a training process; minutes on two busy cores
@@ -47,7 +45,7 @@ def test_train_promotes_a_better_model_for_its_project_only(label_studio, tmp_pa
             label_studio.add_task(5, {"ocr": f"/data/upload/5/m{number}.jpg"}, {"result": result})
         )
     assert "val" in split_tasks(tasks).values()
-    environ = without_service_variables() | {
+    settings = {
         "LABEL_STUDIO_HOST": label_studio.host,
         "LABEL_STUDIO_ACCESS_TOKEN": label_studio.personal_access_token,
         "LANG_LIST": "en",
@@ -57,13 +55,7 @@ def test_train_promotes_a_better_model_for_its_project_only(label_studio, tmp_pa
         "TRAINING_EPOCHS": "2",
         "LOG_LEVEL": "WARNING",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "ocr_backend", "train", "--project", "5"],
-        env=with_source_path(environ),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+    done = run_train(5, settings, timeout_s=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     registry = ModelRegistry(tmp_path / "models", label_studio.host)
     figures = registry.trainings(5)[0]

@@ -11,11 +11,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
+
+from tests.support.environment import with_source_path, without_service_variables
 
 # Any HTTP client in a child process that honours the proxy variables (requests,
 # httpx, urllib, sentry) can then reach only this machine: everything else is
@@ -166,3 +169,17 @@ def http_ok(
         return predicate is None or predicate(response)
 
     return check
+
+
+def run_train(
+    project: int, settings: Mapping[str, str], timeout_s: float
+) -> subprocess.CompletedProcess[str]:
+    """`ocr-backend train --project N` run as a user runs it, this checkout's code, with
+    `settings` and none of the service's variables from the shell; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "ocr_backend", "train", "--project", str(project)],
+        env=with_source_path(without_service_variables() | dict(settings)),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
