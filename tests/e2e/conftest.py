@@ -10,6 +10,7 @@ a test fails.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +37,11 @@ from .labelstudio import (
 from .service import Service, start_service
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO_ROOT / "artifacts" / "e2e"
+# One folder per test process (pytest-xdist names them gw0, gw1, ...): each runs its own
+# Label Studio, whose log a test reads back.
+ARTIFACTS = (
+    REPO_ROOT / "artifacts" / "-".join(filter(None, ("e2e", os.environ.get("PYTEST_XDIST_WORKER"))))
+)
 HERE = Path(__file__).resolve().parent
 
 
