@@ -35,11 +35,15 @@ migrate() {
     scratch="$(mktemp -d "$VENV/migrate.XXXXXX")"
     manage="$("$VENV/bin/python" -c 'import label_studio, os; print(os.path.join(os.path.dirname(label_studio.__file__), "manage.py"))')"
     # Label Studio's own migrate, in a scratch data dir, none of this shell's LABEL_STUDIO_*
-    # settings, nothing sent anywhere (the proxy is a closed port on loopback).
+    # settings, nothing sent anywhere (the proxy is a closed port on loopback). The same
+    # environment as tests/e2e/labelstudio.py label_studio_environment (QUIET_ENV and
+    # tests/support/processes.py LOOPBACK_ONLY_ENV): change both together.
     if (cd "$scratch" && env -u HOST -u PORT $(env | sed -n 's/^\(\(LABEL_STUDIO\|HEARTEX\)_[^=]*\)=.*/-u \1/p') \
         LABEL_STUDIO_BASE_DATA_DIR="$scratch" SENTRY_DSN= FRONTEND_SENTRY_DSN= \
         COLLECT_ANALYTICS=false LATEST_VERSION_CHECK=false \
-        HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost \
+        HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9 \
+        http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 all_proxy=http://127.0.0.1:9 \
+        NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost \
         "$VENV/bin/python" "$manage" migrate --no-color -v 0) >>"$VENV.migrate.log" 2>&1 &&
         [ -f "$scratch/label_studio.sqlite3" ]; then
         mv "$scratch/label_studio.sqlite3" "$TEMPLATE" # atomic: a reader sees all or none
